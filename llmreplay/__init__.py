@@ -1,0 +1,52 @@
+"""llmreplay: record LLM API calls once, replay them offline and deterministically forever.
+
+>>> import llmreplay
+>>> with llmreplay.cassette("fixtures/cassettes/examples/greet.msgpack", mode="replay") as cas:
+...     ...  # every httpx2 client (openai, anthropic) now goes through the cassette
+"""
+
+from __future__ import annotations
+
+from ._cassette import Cassette, Stats, cassette
+from ._errors import (
+    CassetteError,
+    CassetteMiss,
+    ConfigError,
+    InvalidRequestError,
+    LLMReplayError,
+    NonTerminalError,
+)
+from ._format import FORMAT_VERSION, Interaction, RecordedRequest, RecordedResponse
+from ._match import MatchPart
+from ._modes import Mode
+from ._storage import FileStorage, Storage
+from ._transport import CassetteTransport
+from ._version import __version__
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Cassette",
+    "CassetteError",
+    "CassetteMiss",
+    "CassetteTransport",
+    "ConfigError",
+    "FileStorage",
+    "Interaction",
+    "InvalidRequestError",
+    "LLMReplayError",
+    "MatchPart",
+    "Mode",
+    "NonTerminalError",
+    "RecordedRequest",
+    "RecordedResponse",
+    "Stats",
+    "Storage",
+    "__version__",
+    "cassette",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = "llmreplay"
+del _name, _obj

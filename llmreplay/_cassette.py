@@ -1,0 +1,450 @@
+"""``Cassette``: the recordings of one file, the replay cursor, the stats, and saving.
+
+Lookups are one dict access by key (O(1) in cassette size). Identical requests keep every
+recorded response and replay them in recorded order; ``allow_repeats`` repeats the last.
+Saving merges under the storage lock with what is on disk, so parallel writers lose nothing:
+``auto`` adds its new interactions; ``record`` replaces, per key, what the file held with
+what this run recorded, and keeps keys this run did not touch.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+
+from . import _format, _patch
+from ._engine import Exhausted, Forward, Found, Hit, InjectFault, Miss, NotRecorded, Replay, decide
+from ._errors import CassetteMiss, sdk_transparent
+from ._match import KeySpec, RequestView, closest
+from ._modes import Mode
+from ._scrub import BeforeRecord, Scrubber
+from ._storage import FileStorage, Storage
+from ._streams import RecordingStream, ReplayStream
+from ._transport import CassetteTransport
+
+if TYPE_CHECKING:
+    import anthropic
+    import openai
+
+# Used when no API key is configured: replay needs none, and a real server refuses it.
+PLACEHOLDER_KEY = "sk-llmreplay-placeholder"
+
+
+class Faults:
+    """What a cassette needs from a fault schedule (see ``llmreplay.faults``)."""
+
+    def take(self, request: httpx2.Request) -> Any:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    def respond(self, fault: Any, request: httpx2.Request) -> httpx2.Response:  # pragma: no cover
+        raise NotImplementedError
+
+
+@dataclass
+class Stats:
+    """What a cassette did: ``played`` from the cassette, ``recorded`` and ``live`` upstream
+    calls, ``faults`` injected, and ``unused`` recordings not played (yet)."""
+
+    played: int = 0
+    recorded: int = 0
+    live: int = 0
+    faults: int = 0
+    unused: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A plan to send a request upstream; ``store`` says whether to record the answer."""
+
+    key: str
+    store: bool
+    secrets: list[str] = field(default_factory=list)
+
+
+_unsaved: weakref.WeakSet[Cassette] = weakref.WeakSet()
+
+
+@atexit.register
+def _save_unsaved() -> None:  # pragma: no cover - runs at interpreter exit
+    for cassette in list(_unsaved):
+        cassette.save()
+
+
+def _view(request: httpx2.Request) -> RequestView:
+    return RequestView(
+        request.method, str(request.url), request.headers.multi_items(), request.content
+    )
+
+
+def _stored_view(item: _format.Interaction) -> RequestView:
+    req = item.request
+    return RequestView(req.method, req.url, req.headers, req.body)
+
+
+class Cassette:
+    """A cassette file and the mode it is used in. Build one with ``llmreplay.cassette()``.
+
+    >>> import llmreplay
+    >>> with llmreplay.cassette("fixtures/cassettes/examples/greet.msgpack") as cas:
+    ...     pass
+    >>> cas.stats.played
+    0
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        mode: Mode | str = Mode.REPLAY,
+        match_on: Iterable[str] | None = None,
+        ignore: Iterable[str] = (),
+        filter_headers: Iterable[str] = (),
+        filter_query: Iterable[str] = (),
+        before_record: BeforeRecord | None = None,
+        allow_repeats: bool = False,
+        faults: Faults | None = None,
+        realtime: bool = False,
+        storage: Storage | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.mode = Mode.parse(mode, source="cassette(mode=...)")
+        self.allow_repeats = allow_repeats
+        self.realtime = realtime
+        self.faults = faults
+        self._scrubber = Scrubber(filter_headers, filter_query, before_record)
+        self._spec = KeySpec.build(match_on, ignore, self._scrubber.query)
+        self._storage: Storage = storage or FileStorage()
+        self._lock = threading.RLock()
+        self._by_key: dict[str, list[_format.Interaction]] = {}
+        self._cursor: dict[str, int] = {}
+        self._pending: list[_format.Interaction] = []
+        self._replaced: set[str] = set()
+        self._stats = Stats()
+        self._wrappers: weakref.WeakKeyDictionary[Any, CassetteTransport] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.exists = False
+        if self.mode.reads:
+            for item in self._read():
+                self._by_key.setdefault(item.key, []).append(item)
+
+    def __repr__(self) -> str:
+        return f"<Cassette {str(self.path)!r} mode={self.mode.value}>"
+
+    # -- reading and saving --------------------------------------------------------------
+
+    def _read(self) -> list[_format.Interaction]:
+        data = self._storage.load(self.path)
+        if data is None:
+            return []
+        self.exists = True
+        items, match = _format.decode(data, self.path)
+        if match != self._spec.describe():
+            # Keys were made with other match settings: make them again with ours.
+            for item in items:
+                item.key = self._spec.key(_stored_view(item))
+        return items
+
+    def save(self) -> None:
+        """Write what this cassette recorded and has not saved yet (a no-op otherwise).
+
+        Runs on leaving the ``with`` block, and at exit for cassettes used without one.
+        """
+        with self._lock:
+            pending = list(self._pending)
+        if not pending:
+            return
+        with self._storage.lock(self.path):
+            items = self._read()
+            if self.mode is Mode.RECORD:
+                fresh = {item.key for item in pending} - self._replaced
+                items = [item for item in items if item.key not in fresh]
+                self._replaced |= fresh
+            items.extend(pending)
+            self._storage.save(self.path, _format.encode(items, self._spec.describe()))
+        with self._lock:
+            del self._pending[: len(pending)]
+            if not self._pending:
+                _unsaved.discard(self)
+
+    def close(self) -> None:
+        """Save; for symmetry with the context manager when used without ``with``."""
+        self.save()
+
+    # -- context manager: implicit capture of every httpx2 client ------------------------
+
+    def __enter__(self) -> Cassette:
+        _patch.activate(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            _patch.deactivate(self)
+        finally:
+            self.save()
+
+    async def __aenter__(self) -> Cassette:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # -- explicit wiring -----------------------------------------------------------------
+
+    def transport(
+        self, upstream: httpx2.BaseTransport | httpx2.AsyncBaseTransport | None = None
+    ) -> CassetteTransport:
+        """An httpx2 transport (sync and async) through this cassette, no patching.
+
+        ``upstream`` is where requests go when the mode needs the network; by default a
+        plain ``httpx2.HTTPTransport``/``AsyncHTTPTransport``.
+        """
+        return CassetteTransport(self, upstream)
+
+    def _transport_over(self, upstream: Any) -> Any:
+        if isinstance(upstream, CassetteTransport):
+            return upstream
+        try:
+            wrapper = self._wrappers.get(upstream)
+            if wrapper is None:
+                wrapper = self._wrappers[upstream] = CassetteTransport(self, upstream)
+        except TypeError:  # not weak-referenceable: wrap afresh
+            wrapper = CassetteTransport(self, upstream)
+        return wrapper
+
+    def openai_client(self, **kwargs: Any) -> openai.OpenAI:
+        """An ``openai.OpenAI`` whose requests go through this cassette."""
+        import openai
+
+        kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY)
+        kwargs.setdefault("http_client", httpx2.Client(transport=self.transport()))
+        return openai.OpenAI(**kwargs)
+
+    def async_openai_client(self, **kwargs: Any) -> openai.AsyncOpenAI:
+        """An ``openai.AsyncOpenAI`` whose requests go through this cassette."""
+        import openai
+
+        kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY)
+        kwargs.setdefault("http_client", httpx2.AsyncClient(transport=self.transport()))
+        return openai.AsyncOpenAI(**kwargs)
+
+    def anthropic_client(self, **kwargs: Any) -> anthropic.Anthropic:
+        """An ``anthropic.Anthropic`` whose requests go through this cassette."""
+        import anthropic
+
+        kwargs.setdefault("api_key", os.environ.get("ANTHROPIC_API_KEY") or PLACEHOLDER_KEY)
+        kwargs.setdefault("http_client", httpx2.Client(transport=self.transport()))
+        return anthropic.Anthropic(**kwargs)
+
+    def async_anthropic_client(self, **kwargs: Any) -> anthropic.AsyncAnthropic:
+        """An ``anthropic.AsyncAnthropic`` whose requests go through this cassette."""
+        import anthropic
+
+        kwargs.setdefault("api_key", os.environ.get("ANTHROPIC_API_KEY") or PLACEHOLDER_KEY)
+        kwargs.setdefault("http_client", httpx2.AsyncClient(transport=self.transport()))
+        return anthropic.AsyncAnthropic(**kwargs)
+
+    # -- what happened -------------------------------------------------------------------
+
+    @property
+    def stats(self) -> Stats:
+        """Counts so far; ``unused`` is what is recorded but was not played."""
+        with self._lock:
+            unused = sum(
+                len(items) - min(self._cursor.get(key, 0), len(items))
+                for key, items in self._by_key.items()
+            )
+            s = self._stats
+            return Stats(s.played, s.recorded, s.live, s.faults, unused)
+
+    @property
+    def interactions(self) -> list[_format.Interaction]:
+        """Every interaction this cassette holds: loaded, then recorded this run."""
+        with self._lock:
+            seen = [item for items in self._by_key.values() for item in items]
+            ids = {id(item) for item in seen}
+            return seen + [item for item in self._pending if id(item) not in ids]
+
+    def unused(self) -> list[_format.Interaction]:
+        """Recorded interactions not played so far, in recorded order per request."""
+        with self._lock:
+            return [
+                item
+                for key, items in self._by_key.items()
+                for item in items[self._cursor.get(key, 0) :]
+            ]
+
+    # -- the transport's side: decide, replay, record ------------------------------------
+
+    def _next(self, key: str) -> Found:
+        with self._lock:
+            items = self._by_key.get(key)
+            if not items:
+                return NotRecorded()
+            position = self._cursor.get(key, 0)
+            if position < len(items):
+                self._cursor[key] = position + 1
+                return Hit(items[position])
+            if self.allow_repeats:
+                return Hit(items[-1])
+            return Exhausted(len(items))
+
+    def _plan(self, request: httpx2.Request) -> httpx2.Response | Upstream:
+        view = _view(request)
+        key = self._spec.key(view)
+        fault = self.faults.take(request) if self.faults is not None else None
+        action = decide(self.mode, fault, lambda: self._next(key))
+        if isinstance(action, Replay):
+            with self._lock:
+                self._stats.played += 1
+            return self._replayed(request, action.interaction)
+        if isinstance(action, InjectFault):
+            with self._lock:
+                self._stats.faults += 1
+            assert self.faults is not None
+            return self.faults.respond(action.fault, request)
+        if isinstance(action, Miss):
+            raise sdk_transparent(self._miss(view, key, action.reason))
+        assert isinstance(action, Forward)
+        secrets = self._scrubber.secrets(view.headers, view.url)
+        return Upstream(key, action.store, secrets)
+
+    def _miss(self, view: RequestView, key: str, reason: str) -> CassetteMiss:
+        if not self.exists:
+            reason = "the cassette file does not exist yet"
+        with self._lock:
+            candidates = [items[0] for items in self._by_key.values()]
+        nearest = closest(view, map(_stored_view, candidates), self._spec)
+        path = httpx2.URL(view.url).path
+        return CassetteMiss(
+            path=str(self.path),
+            mode=self.mode.value,
+            method=view.method,
+            url=path,
+            key=key,
+            reason=reason,
+            closest=None
+            if nearest is None
+            else f"{nearest[0].method} {httpx2.URL(nearest[0].url).path}",
+            diff="" if nearest is None else nearest[1],
+        )
+
+    def _replayed(self, request: httpx2.Request, item: _format.Interaction) -> httpx2.Response:
+        recorded = item.response
+        chunks = recorded.chunks if recorded.chunks is not None else [recorded.body or b""]
+        stream = ReplayStream(
+            chunks,
+            request=request,
+            offsets_ms=item.chunk_ms if self.realtime else (),
+            cut=recorded.cut,
+        )
+        return httpx2.Response(
+            recorded.status,
+            headers=recorded.headers,
+            stream=stream,
+            request=request,
+            extensions={
+                "llmreplay": {"source": "cassette", "key": item.key, "cassette": str(self.path)}
+            },
+        )
+
+    def _head_delay(self, response: httpx2.Response) -> float:
+        if not self.realtime or response.extensions["llmreplay"]["source"] != "cassette":
+            return 0.0
+        items = self._by_key.get(response.extensions["llmreplay"]["key"], [])
+        return items[0].elapsed_ms / 1000.0 if items else 0.0
+
+    def _from_upstream(
+        self, request: httpx2.Request, response: httpx2.Response, plan: Upstream, started: float
+    ) -> httpx2.Response:
+        source = {"source": "upstream", "key": plan.key, "cassette": str(self.path)}
+        response.extensions = {**response.extensions, "llmreplay": source}
+        if not plan.store:
+            with self._lock:
+                self._stats.live += 1
+            return response
+        elapsed_ms = round((time.monotonic() - started) * 1000.0, 3)
+        stream = response.stream
+        assert isinstance(stream, httpx2.SyncByteStream | httpx2.AsyncByteStream)
+        response.stream = RecordingStream(
+            stream, self._committer(request, response, plan, elapsed_ms)
+        )
+        return response
+
+    def _committer(
+        self, request: httpx2.Request, response: httpx2.Response, plan: Upstream, elapsed: float
+    ) -> Callable[[list[bytes], list[float], str | None], None]:
+        def commit(chunks: list[bytes], offsets: list[float], ended: str | None) -> None:
+            streamed = ended is not None or response.headers.get("content-type", "").startswith(
+                "text/event-stream"
+            )
+            item = _format.Interaction(
+                key=plan.key,
+                request=_format.RecordedRequest(
+                    request.method,
+                    str(request.url),
+                    request.headers.multi_items(),
+                    request.content,
+                ),
+                response=_format.RecordedResponse(
+                    response.status_code,
+                    response.headers.multi_items(),
+                    body=None if streamed else b"".join(chunks),
+                    chunks=chunks if streamed else None,
+                    cut=ended,
+                ),
+                recorded_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+                elapsed_ms=elapsed,
+                chunk_ms=offsets if streamed else [],
+            )
+            self._store(self._scrubber.scrub(item, plan.secrets))
+
+        return commit
+
+    def _store(self, item: _format.Interaction | None) -> None:
+        if item is None:
+            return
+        with self._lock:
+            self._pending.append(item)
+            self._stats.recorded += 1
+            if self.mode is Mode.AUTO:
+                # Counted as played, so a replay of this cassette sees the same sequence.
+                items = self._by_key.setdefault(item.key, [])
+                items.append(item)
+                self._cursor[item.key] = len(items)
+            _unsaved.add(self)
+
+
+def cassette(
+    path: str | os.PathLike[str], mode: Mode | str = Mode.REPLAY, **options: Any
+) -> Cassette:
+    """Open the cassette at ``path``: use it as a context manager to capture every httpx2
+    client, or wire it explicitly with ``.transport()`` / ``.openai_client()``.
+
+    >>> import llmreplay, openai
+    >>> with llmreplay.cassette("fixtures/cassettes/examples/greet.msgpack") as cas:
+    ...     reply = openai.OpenAI(api_key="sk-test").chat.completions.create(
+    ...         model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello"}])
+    """
+    return Cassette(path, mode=mode, **options)

@@ -1,0 +1,136 @@
+"""Response streams: replaying recorded chunks, and teeing upstream chunks into a recording.
+
+``ReplayStream`` yields recorded chunks with their original boundaries, optionally paced by
+their recorded offsets, and ends the way the recording ended (a stream that upstream cut
+raises ``httpx2.RemoteProtocolError`` again). ``RecordingStream`` hands each upstream chunk
+to the caller as it arrives, notes it and its time, and reports the whole on close: a
+stream the caller abandoned or upstream broke is reported as cut. One class of each serves
+sync and async clients.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+
+import anyio
+import httpx2
+
+
+class ReplayStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """Recorded chunks, replayed chunk for chunk.
+
+    ``offsets_ms`` paces the chunks (realtime replay); ``cut`` set means the recorded
+    stream ended early and replay ends the same way, with ``RemoteProtocolError``.
+    """
+
+    def __init__(
+        self,
+        chunks: Sequence[bytes],
+        *,
+        request: httpx2.Request,
+        offsets_ms: Sequence[float] = (),
+        cut: str | None = None,
+    ) -> None:
+        self._chunks = chunks
+        self._request = request
+        self._offsets = offsets_ms
+        self._cut = cut
+
+    def _error(self) -> httpx2.RemoteProtocolError:
+        who = "the caller stopped reading" if self._cut == "caller" else "upstream cut it"
+        return httpx2.RemoteProtocolError(
+            f"the stream ends here: when it was recorded, {who} after "
+            f"{len(self._chunks)} chunk(s) (llmreplay)",
+            request=self._request,
+        )
+
+    def _delay(self, index: int, start: float) -> float:
+        if index >= len(self._offsets):
+            return 0.0
+        return self._offsets[index] / 1000.0 - (time.monotonic() - start)
+
+    def __iter__(self) -> Iterator[bytes]:
+        start = time.monotonic()
+        for index, chunk in enumerate(self._chunks):
+            delay = self._delay(index, start)
+            if delay > 0:
+                time.sleep(delay)
+            yield chunk
+        if self._cut:
+            raise self._error()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        start = time.monotonic()
+        for index, chunk in enumerate(self._chunks):
+            delay = self._delay(index, start)
+            if delay > 0:
+                await anyio.sleep(delay)
+            yield chunk
+        if self._cut:
+            raise self._error()
+
+
+# Called once with the chunks, their offsets in ms from the response head, and how the
+# stream ended: None (complete), "caller" (closed before the end) or "upstream" (broke).
+OnDone = Callable[[list[bytes], list[float], str | None], None]
+
+
+class RecordingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """Tees an upstream response stream: the caller gets each chunk as upstream sends it."""
+
+    def __init__(self, upstream: httpx2.SyncByteStream | httpx2.AsyncByteStream, on_done: OnDone):
+        self._upstream = upstream
+        self._on_done = on_done
+        self._start = time.monotonic()
+        self._chunks: list[bytes] = []
+        self._offsets: list[float] = []
+        self._ended: str | None = "caller"
+        self._done = False
+
+    def _add(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._offsets.append(round((time.monotonic() - self._start) * 1000.0, 3))
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self._on_done(self._chunks, self._offsets, self._ended)
+
+    def __iter__(self) -> Iterator[bytes]:
+        assert isinstance(self._upstream, httpx2.SyncByteStream)
+        try:
+            for chunk in self._upstream:
+                self._add(chunk)
+                yield chunk
+        except Exception:
+            self._ended = "upstream"
+            self._finish()
+            raise
+        self._ended = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        assert isinstance(self._upstream, httpx2.AsyncByteStream)
+        try:
+            async for chunk in self._upstream:
+                self._add(chunk)
+                yield chunk
+        except Exception:
+            self._ended = "upstream"
+            self._finish()
+            raise
+        self._ended = None
+
+    def close(self) -> None:
+        try:
+            if isinstance(self._upstream, httpx2.SyncByteStream):
+                self._upstream.close()
+        finally:
+            self._finish()
+
+    async def aclose(self) -> None:
+        try:
+            if isinstance(self._upstream, httpx2.AsyncByteStream):
+                await self._upstream.aclose()
+        finally:
+            self._finish()

@@ -1,0 +1,86 @@
+"""``CassetteTransport``: one httpx2 transport class for sync and async clients.
+
+Each method reads the request body, asks the cassette what to do (``Cassette._plan``,
+which runs the sans-IO ``_engine.decide``), and acts: return a replayed or fault response,
+or forward to the upstream transport and let the cassette tee the response into a recording.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+import httpx2
+
+if TYPE_CHECKING:
+    from ._cassette import Cassette
+
+
+class CassetteTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
+    """Sends requests through a cassette; ``upstream`` is used when the mode goes to network.
+
+    >>> import llmreplay
+    >>> cas = llmreplay.cassette("fixtures/cassettes/examples/greet.msgpack")
+    >>> client = httpx2.Client(transport=cas.transport())
+    """
+
+    def __init__(
+        self,
+        cassette: Cassette,
+        upstream: httpx2.BaseTransport | httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.cassette = cassette
+        self._upstream = upstream
+        self._own_sync: httpx2.HTTPTransport | None = None
+        self._own_async: httpx2.AsyncHTTPTransport | None = None
+
+    def _sync_upstream(self) -> httpx2.BaseTransport:
+        if isinstance(self._upstream, httpx2.BaseTransport):
+            return self._upstream
+        if self._own_sync is None:
+            self._own_sync = httpx2.HTTPTransport()
+        return self._own_sync
+
+    def _async_upstream(self) -> httpx2.AsyncBaseTransport:
+        if isinstance(self._upstream, httpx2.AsyncBaseTransport):
+            return self._upstream
+        if self._own_async is None:
+            self._own_async = httpx2.AsyncHTTPTransport()
+        return self._own_async
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        request.read()
+        plan = self.cassette._plan(request)
+        if isinstance(plan, httpx2.Response):
+            delay = self.cassette._head_delay(plan)
+            if delay:
+                time.sleep(delay)
+            return plan
+        started = time.monotonic()
+        response = self._sync_upstream().handle_request(request)
+        return self.cassette._from_upstream(request, response, plan, started)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        await request.aread()
+        plan = self.cassette._plan(request)
+        if isinstance(plan, httpx2.Response):
+            delay = self.cassette._head_delay(plan)
+            if delay:
+                await anyio.sleep(delay)
+            return plan
+        started = time.monotonic()
+        response = await self._async_upstream().handle_async_request(request)
+        return self.cassette._from_upstream(request, response, plan, started)
+
+    def close(self) -> None:
+        if self._own_sync is not None:
+            self._own_sync.close()
+        if isinstance(self._upstream, httpx2.BaseTransport):
+            self._upstream.close()
+
+    async def aclose(self) -> None:
+        if self._own_async is not None:
+            await self._own_async.aclose()
+        if isinstance(self._upstream, httpx2.AsyncBaseTransport):
+            await self._upstream.aclose()

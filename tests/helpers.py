@@ -1,0 +1,19 @@
+"""Helpers that let one test body drive sync and async clients alike."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+
+async def resolve(value: Any) -> Any:
+    """``await`` the value when an async client returned an awaitable."""
+    return await value if inspect.isawaitable(value) else value
+
+
+async def collect(stream: Any) -> list[Any]:
+    """All events of an SDK stream, sync or async, closing it afterwards."""
+    stream = await resolve(stream)
+    if hasattr(stream, "__aiter__"):
+        return [event async for event in stream]
+    return list(stream)
