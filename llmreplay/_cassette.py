@@ -385,11 +385,16 @@ class Cassette:
                 self._stats.live += 1
             return response
         elapsed_ms = round((time.monotonic() - started) * 1000.0, 3)
-        stream = response.stream
-        assert isinstance(stream, httpx2.SyncByteStream | httpx2.AsyncByteStream)
-        response.stream = RecordingStream(
-            stream, self._committer(request, response, plan, elapsed_ms)
-        )
+        commit = self._committer(request, response, plan, elapsed_ms)
+        try:
+            # A transport may hand back a response already read (MockTransport does).
+            content = response.content
+        except httpx2.ResponseNotRead:
+            stream = response.stream
+            assert isinstance(stream, httpx2.SyncByteStream | httpx2.AsyncByteStream)
+            response.stream = RecordingStream(stream, commit)
+        else:
+            commit([content], [0.0], None)
         return response
 
     def _committer(

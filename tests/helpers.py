@@ -17,3 +17,9 @@ async def collect(stream: Any) -> list[Any]:
     if hasattr(stream, "__aiter__"):
         return [event async for event in stream]
     return list(stream)
+
+
+async def close(*clients: Any) -> None:
+    """Close SDK or httpx2 clients, sync or async, so no socket is left to the GC."""
+    for client in clients:
+        await resolve(client.close())
