@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import time
 import weakref
@@ -19,13 +20,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 
 from . import _format, _patch
 from ._engine import Exhausted, Forward, Found, Hit, InjectFault, Miss, NotRecorded, Replay, decide
-from ._errors import CassetteMiss, sdk_transparent
+from ._errors import CassetteMiss, LLMReplayError, sdk_transparent
 from ._match import KeySpec, RequestView, closest
 from ._modes import Mode
 from ._scrub import BeforeRecord, Scrubber
@@ -36,6 +37,8 @@ from ._transport import CassetteTransport
 if TYPE_CHECKING:
     import anthropic
     import openai
+
+_T = TypeVar("_T", httpx2.BaseTransport, httpx2.AsyncBaseTransport)
 
 # Used when no API key is configured: replay needs none, and a real server refuses it.
 PLACEHOLDER_KEY = "sk-llmreplay-placeholder"
@@ -78,7 +81,10 @@ _unsaved: weakref.WeakSet[Cassette] = weakref.WeakSet()
 @atexit.register
 def _save_unsaved() -> None:  # pragma: no cover - runs at interpreter exit
     for cassette in list(_unsaved):
-        cassette.save()
+        try:
+            cassette.save()
+        except (LLMReplayError, OSError) as exc:
+            sys.stderr.write(f"llmreplay: recordings not saved at exit: {exc}\n")
 
 
 def _view(request: httpx2.Request) -> RequestView:
@@ -129,6 +135,7 @@ class Cassette:
         self._by_key: dict[str, list[_format.Interaction]] = {}
         self._cursor: dict[str, int] = {}
         self._pending: list[_format.Interaction] = []
+        self._recorded: list[_format.Interaction] = []
         self._replaced: set[str] = set()
         self._stats = Stats()
         self._wrappers: weakref.WeakKeyDictionary[Any, CassetteTransport] = (
@@ -222,7 +229,7 @@ class Cassette:
         """
         return CassetteTransport(self, upstream)
 
-    def _transport_over(self, upstream: Any) -> Any:
+    def _transport_over(self, upstream: _T) -> _T | CassetteTransport:
         if isinstance(upstream, CassetteTransport):
             return upstream
         try:
@@ -284,7 +291,7 @@ class Cassette:
         with self._lock:
             seen = [item for items in self._by_key.values() for item in items]
             ids = {id(item) for item in seen}
-            return seen + [item for item in self._pending if id(item) not in ids]
+            return seen + [item for item in self._recorded if id(item) not in ids]
 
     def unused(self) -> list[_format.Interaction]:
         """Recorded interactions not played so far, in recorded order per request."""
@@ -386,15 +393,13 @@ class Cassette:
             return response
         elapsed_ms = round((time.monotonic() - started) * 1000.0, 3)
         commit = self._committer(request, response, plan, elapsed_ms)
-        try:
-            # A transport may hand back a response already read (MockTransport does).
-            content = response.content
-        except httpx2.ResponseNotRead:
-            stream = response.stream
+        stream = response.stream
+        if isinstance(stream, httpx2.ByteStream):
+            # Already in memory (MockTransport's responses are): store its raw bytes as is.
+            commit([b"".join(stream)], [0.0], None)
+        else:
             assert isinstance(stream, httpx2.SyncByteStream | httpx2.AsyncByteStream)
             response.stream = RecordingStream(stream, commit)
-        else:
-            commit([content], [0.0], None)
         return response
 
     def _committer(
@@ -432,6 +437,7 @@ class Cassette:
             return
         with self._lock:
             self._pending.append(item)
+            self._recorded.append(item)
             self._stats.recorded += 1
             if self.mode is Mode.AUTO:
                 # Counted as played, so a replay of this cassette sees the same sequence.

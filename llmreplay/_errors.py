@@ -120,7 +120,7 @@ class NonTerminalError(LLMReplayError):
 # test at once, unretried and unwrapped, so it is raised as a subclass that is also the
 # loaded SDKs' base error. ``except llmreplay.CassetteMiss`` still catches it.
 _SDK_BASES = (("anthropic", "AnthropicError"), ("openai", "OpenAIError"))
-_transparent: dict[type[BaseException], type[BaseException]] = {}
+_transparent: dict[type[LLMReplayError], type[LLMReplayError]] = {}
 
 
 def sdk_transparent(exc: LLMReplayError) -> LLMReplayError:
@@ -138,6 +138,7 @@ def sdk_transparent(exc: LLMReplayError) -> LLMReplayError:
         cls = _transparent.get(key)
         if cls is None or not all(issubclass(cls, b) for b in bases):
             cls = type(key.__name__, (key, *bases), {"__module__": "llmreplay"})
+            assert issubclass(cls, LLMReplayError)
             _transparent[key] = cls
         exc.__class__ = cls
     return exc

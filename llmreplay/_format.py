@@ -212,19 +212,30 @@ def decode(data: bytes, path: str | Path) -> tuple[list[Interaction], dict[str, 
         )
     except _Invalid as exc:
         raise CassetteError(path, str(exc)) from None
-    except msgpack.ExtraData:
-        raise CassetteError(path, "it has trailing bytes after the cassette map") from None
+    except msgpack.ExtraData as exc:
+        unpacked = exc.args[0] if exc.args else None
+        if isinstance(unpacked, dict) and unpacked.get("format") == FORMAT_NAME:
+            raise CassetteError(path, "it has trailing bytes after the cassette map") from None
+        document = None  # not a cassette at all: reported below
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        problem = (
-            "truncated"
-            if "incomplete" in str(exc).lower() or isinstance(exc, msgpack.OutOfData)
-            else "not valid msgpack"
-        )
-        raise CassetteError(path, f"{problem} ({type(exc).__name__})") from None
+        text = str(exc).lower()
+        if isinstance(exc, msgpack.OutOfData) or "incomplete" in text:
+            problem = "truncated (it ends in the middle of the data)"
+        elif "exceeds max" in text:
+            problem = "truncated or corrupt (a length runs past the end of the file)"
+        else:
+            problem = f"not valid msgpack ({exc})"
+        raise CassetteError(path, problem) from None
     if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        looks_like_text = all(b in b"\t\n\r" or 32 <= b < 127 for b in data[:64])
         raise CassetteError(
             path,
-            "not an llmreplay cassette (no 'format': 'llmreplay-cassette' map)",
+            "not an llmreplay cassette (no 'format': 'llmreplay-cassette' map"
+            + (
+                "; it looks like text, perhaps a YAML or JSON vcrpy cassette)"
+                if looks_like_text
+                else ")"
+            ),
             hint="Check the path; vcrpy cassettes can be converted with 'llmreplay import-vcr'.",
         )
     version = document.get("version")

@@ -28,7 +28,7 @@ def _current() -> Cassette | None:
 
 
 def _sync_transport_for_url(self: httpx2.Client, url: httpx2.URL) -> httpx2.BaseTransport:
-    upstream = _originals[httpx2.Client](self, url)
+    upstream: httpx2.BaseTransport = _originals[httpx2.Client](self, url)
     cassette = _current()
     return upstream if cassette is None else cassette._transport_over(upstream)
 
@@ -36,7 +36,7 @@ def _sync_transport_for_url(self: httpx2.Client, url: httpx2.URL) -> httpx2.Base
 def _async_transport_for_url(
     self: httpx2.AsyncClient, url: httpx2.URL
 ) -> httpx2.AsyncBaseTransport:
-    upstream = _originals[httpx2.AsyncClient](self, url)
+    upstream: httpx2.AsyncBaseTransport = _originals[httpx2.AsyncClient](self, url)
     cassette = _current()
     return upstream if cassette is None else cassette._transport_over(upstream)
 
@@ -53,7 +53,7 @@ def activate(cassette: Cassette) -> None:
         if not _active:
             for cls, replacement in _REPLACEMENTS.items():
                 _originals[cls] = cls.__dict__["_transport_for_url"]
-                cls._transport_for_url = replacement  # type: ignore[method-assign]
+                cls._transport_for_url = replacement
         _active.append(cassette)
 
 
@@ -66,7 +66,7 @@ def deactivate(cassette: Cassette) -> None:
                 break
         if not _active:
             for cls, original in _originals.items():
-                cls._transport_for_url = original  # type: ignore[method-assign]
+                cls._transport_for_url = original
             _originals.clear()
 
 

@@ -12,7 +12,7 @@ Before an interaction is stored:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._format import Headers, Interaction
@@ -53,7 +53,7 @@ class Scrubber:
         self.query = DEFAULT_FILTER_QUERY | {q.lower() for q in filter_query}
         self.before_record = before_record
 
-    def secrets(self, headers: Headers, url: str) -> list[str]:
+    def secrets(self, headers: Sequence[tuple[str, str]], url: str) -> list[str]:
         """The credential values in a request as sent, longest first."""
         found: set[str] = set()
         for name, value in headers:

@@ -63,7 +63,9 @@ def load_vcr(path: str | Path, spec: KeySpec | None = None) -> list[Interaction]
         from vcr.serialize import deserialize
         from vcr.serializers import jsonserializer, yamlserializer
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("reading vcrpy cassettes needs vcrpy: pip install 'llmreplay[vcr]'")
+        raise ImportError(
+            "reading vcrpy cassettes needs vcrpy: pip install 'llmreplay[vcr]'"
+        ) from None
     path = Path(path)
     serializer = jsonserializer if path.suffix.lower() == ".json" else yamlserializer
     try:

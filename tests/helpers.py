@@ -22,4 +22,4 @@ async def collect(stream: Any) -> list[Any]:
 async def close(*clients: Any) -> None:
     """Close SDK or httpx2 clients, sync or async, so no socket is left to the GC."""
     for client in clients:
-        await resolve(client.close())
+        await resolve(client.aclose() if hasattr(client, "aclose") else client.close())

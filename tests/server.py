@@ -302,6 +302,8 @@ class LoopbackServer:
 def start_server() -> LoopbackServer:
     httpd = _Server(("127.0.0.1", 0), _Handler)
     httpd.requests = []
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), name="llm-test-server", daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, args=(0.02,), name="llm-test-server", daemon=True
+    )
     thread.start()
     return LoopbackServer(httpd, thread, httpd.requests)

@@ -49,9 +49,10 @@ def test_every_recorded_request_replays_its_response(source: Path, tmp_path: Pat
             assert response.status_code == item.response.status
             assert raw == item.response.content
             if response.headers.get("content-encoding") == "gzip":
-                assert gzip.decompress(raw) == httpx2.Response(
-                    200, headers=response.headers, content=raw
-                ).content
+                assert (
+                    gzip.decompress(raw)
+                    == httpx2.Response(200, headers=response.headers, content=raw).content
+                )
     assert cas.stats.played == len(items)
     assert cas.stats.unused == 0
 
@@ -93,8 +94,7 @@ def test_repeated_requests_replay_in_recorded_order(tmp_path: Path) -> None:
     with httpx2.Client(transport=cas.transport()) as client:
         request = items[0].request
         bodies = [
-            client.request(request.method, request.url, content=request.body).content
-            for _ in items
+            client.request(request.method, request.url, content=request.body).content for _ in items
         ]
         with pytest.raises(llmreplay.CassetteMiss, match="already played"):
             client.request(request.method, request.url, content=request.body)

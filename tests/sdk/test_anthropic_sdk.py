@@ -36,7 +36,9 @@ async def _exercise(client: anthropic.Anthropic | anthropic.AsyncAnthropic) -> d
         )
     )
     text = "".join(
-        e.delta.text for e in events if e.type == "content_block_delta" and e.delta.type == "text_delta"
+        e.delta.text
+        for e in events
+        if e.type == "content_block_delta" and e.delta.type == "text_delta"
     )
     return {"message": message.content[0].text, "stream": text, "types": [e.type for e in events]}
 
@@ -69,13 +71,15 @@ async def test_miss_reaches_the_caller_unwrapped_and_unretried(tmp_path: Path, s
     # a miss must instead surface at once as itself.
     cls = anthropic.Anthropic if sync else anthropic.AsyncAnthropic
     client = cls(api_key=KEY, base_url="http://127.0.0.1:9", max_retries=5)
-    with llmreplay.cassette(tmp_path / "empty.msgpack") as cas:
-        with pytest.raises(llmreplay.CassetteMiss) as info:
-            await resolve(
-                client.messages.create(
-                    model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "hi"}]
-                )
+    with (
+        llmreplay.cassette(tmp_path / "empty.msgpack") as cas,
+        pytest.raises(llmreplay.CassetteMiss) as info,
+    ):
+        await resolve(
+            client.messages.create(
+                model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "hi"}]
             )
+        )
     assert info.value.reason == "the cassette file does not exist yet"
     assert cas.stats.played == 0
     await close(client)

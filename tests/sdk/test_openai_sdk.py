@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import openai
@@ -14,7 +15,7 @@ from tests.server import LoopbackServer
 
 pytestmark = pytest.mark.anyio
 KEY = "sk-test-openai-0123456789abcdef"
-MESSAGES = [{"role": "user", "content": "Say this is a test"}]
+MESSAGES: Any = [{"role": "user", "content": "Say this is a test"}]
 
 
 def _client(sync: bool, base_url: str, **kwargs: object) -> openai.OpenAI | openai.AsyncOpenAI:
@@ -107,7 +108,7 @@ async def test_azure_openai_records_deployment_path_and_scrubs_api_key(
 ) -> None:
     path = tmp_path / "azure.msgpack"
     cls = openai.AzureOpenAI if sync else openai.AsyncAzureOpenAI
-    kwargs = {
+    kwargs: Any = {
         "api_key": "azure-secret-key-0123456789",
         "api_version": "2024-10-21",
         "azure_endpoint": server.origin,
@@ -146,20 +147,18 @@ async def test_clients_created_before_the_block_are_captured(
     client.close()
 
 
-async def test_custom_http_client_transport_is_kept_as_upstream(
-    tmp_path: Path, sync: bool
-) -> None:
+async def test_custom_http_client_transport_is_kept_as_upstream(tmp_path: Path, sync: bool) -> None:
     calls: list[httpx2.Request] = []
 
     def handler(request: httpx2.Request) -> httpx2.Response:
         calls.append(request)
         return httpx2.Response(200, json={"object": "list", "data": [], "model": "m"})
 
-    http = (httpx2.Client if sync else httpx2.AsyncClient)(
-        transport=httpx2.MockTransport(handler)
-    )
+    http = (httpx2.Client if sync else httpx2.AsyncClient)(transport=httpx2.MockTransport(handler))
     client = (openai.OpenAI if sync else openai.AsyncOpenAI)(
-        api_key=KEY, base_url="https://api.openai.com/v1", http_client=http  # type: ignore[arg-type]
+        api_key=KEY,
+        base_url="https://api.openai.com/v1",
+        http_client=http,  # type: ignore[arg-type]
     )
     with llmreplay.cassette(tmp_path / "m.msgpack", mode="record") as cas:
         await resolve(client.embeddings.create(model="m", input="x", encoding_format="float"))

@@ -1,0 +1,30 @@
+"""The public surface: ``__all__`` is complete and sorted, and DESIGN.md's names import."""
+
+from __future__ import annotations
+
+import llmreplay
+
+
+def test_all_is_complete_without_duplicates() -> None:
+    # (Its order is ruff's RUF022 isort-style sort, checked by the linter.)
+    public = {
+        name
+        for name in vars(llmreplay)
+        if (not name.startswith("_") or name == "__version__") and name != "annotations"
+    }
+    assert len(llmreplay.__all__) == len(set(llmreplay.__all__))
+    assert set(llmreplay.__all__) == public
+
+
+def test_design_names_for_the_core_import() -> None:
+    for name in ("cassette", "LLMReplayError", "CassetteError", "CassetteMiss", "ConfigError"):
+        assert hasattr(llmreplay, name)
+    cas = llmreplay.cassette("fixtures/cassettes/none.msgpack")
+    for method in ("transport", "openai_client", "async_openai_client", "save"):
+        assert callable(getattr(cas, method))
+    assert isinstance(cas.stats, llmreplay.Stats)
+
+
+def test_exported_classes_read_as_llmreplay_in_tracebacks() -> None:
+    assert llmreplay.CassetteMiss.__module__ == "llmreplay"
+    assert repr(llmreplay.Mode.AUTO) == "<Mode.AUTO: 'auto'>"

@@ -1,0 +1,147 @@
+"""Streams: teed as they arrive, stored with their boundaries, cut streams recorded as cut."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+import llmreplay
+from tests.helpers import close
+from tests.server import LoopbackServer
+
+pytestmark = pytest.mark.anyio
+BODY = {
+    "model": "gpt-4o-mini",
+    "stream": True,
+    "messages": [{"role": "user", "content": "a b c d"}],
+}
+
+
+def _client(sync: bool, cas: llmreplay.Cassette) -> Any:
+    transport = cas.transport()
+    return httpx2.Client(transport=transport) if sync else httpx2.AsyncClient(transport=transport)
+
+
+async def _read(
+    client: Any, url: str, headers: dict[str, str] | None = None, stop_after: int | None = None
+) -> tuple[list[bytes], list[float]]:
+    """The raw chunks as the caller got them, and when (seconds since the request)."""
+    chunks: list[bytes] = []
+    times: list[float] = []
+    start = time.monotonic()
+    request = client.build_request("POST", url, json=BODY, headers=headers or {})
+    if isinstance(client, httpx2.Client):
+        response = client.send(request, stream=True)
+        try:
+            for chunk in response.iter_raw():
+                chunks.append(chunk)
+                times.append(time.monotonic() - start)
+                if stop_after is not None and len(chunks) >= stop_after:
+                    break
+        finally:
+            response.close()
+    else:
+        response = await client.send(request, stream=True)
+        try:
+            async for chunk in response.aiter_raw():
+                chunks.append(chunk)
+                times.append(time.monotonic() - start)
+                if stop_after is not None and len(chunks) >= stop_after:
+                    break
+        finally:
+            await response.aclose()
+    return chunks, times
+
+
+async def test_record_hands_chunks_on_as_they_arrive(
+    tmp_path: Path, server: LoopbackServer, sync: bool
+) -> None:
+    cas = llmreplay.cassette(tmp_path / "s.msgpack", mode="record")
+    client = _client(sync, cas)
+    url = server.url + "/chat/completions"
+    chunks, times = await _read(client, url, headers={"x-test-delay-ms": "120"})
+    await close(client)
+    # 8 events, 120 ms apart: a buffering recorder would deliver the first at the end.
+    assert len(chunks) >= 4
+    assert times[0] < times[-1] / 2
+    (item,) = cas.interactions
+    assert item.response.chunks == chunks
+    assert item.response.cut is None
+    assert len(item.chunk_ms) == len(chunks)
+    assert item.chunk_ms == sorted(item.chunk_ms)
+
+
+async def test_replay_keeps_chunk_boundaries(
+    tmp_path: Path, server: LoopbackServer, sync: bool
+) -> None:
+    path = tmp_path / "s.msgpack"
+    cas = llmreplay.cassette(path, mode="record")
+    client = _client(sync, cas)
+    recorded, _ = await _read(client, server.url + "/chat/completions")
+    await close(client)
+    cas.save()
+    server.stop()
+
+    replay = llmreplay.cassette(path)
+    client = _client(sync, replay)
+    replayed, _ = await _read(client, server.url + "/chat/completions")
+    await close(client)
+    assert replayed == recorded
+    assert b"".join(replayed).endswith(b"data: [DONE]\n\n")
+
+
+async def test_a_stream_upstream_cuts_is_recorded_and_replayed_as_cut(
+    tmp_path: Path, server: LoopbackServer, sync: bool
+) -> None:
+    path = tmp_path / "s.msgpack"
+    cas = llmreplay.cassette(path, mode="record")
+    client = _client(sync, cas)
+    with pytest.raises(httpx2.RemoteProtocolError):
+        await _read(client, server.url + "/chat/completions", headers={"x-test-cut-after": "3"})
+    await close(client)
+    cas.save()
+    (item,) = cas.interactions
+    assert item.response.cut == "upstream"
+    assert item.response.content.count(b"data: ") == 3
+
+    replay = llmreplay.cassette(path)
+    client = _client(sync, replay)
+    with pytest.raises(httpx2.RemoteProtocolError, match="upstream cut it"):
+        await _read(client, server.url + "/chat/completions")
+    await close(client)
+
+
+async def test_a_stream_the_caller_abandons_is_recorded_as_cut(
+    tmp_path: Path, server: LoopbackServer, sync: bool
+) -> None:
+    cas = llmreplay.cassette(tmp_path / "s.msgpack", mode="record")
+    client = _client(sync, cas)
+    chunks, _ = await _read(
+        client, server.url + "/chat/completions", headers={"x-test-delay-ms": "20"}, stop_after=1
+    )
+    await close(client)
+    (item,) = cas.interactions
+    assert item.response.cut == "caller"
+    assert item.response.chunks == chunks
+
+
+async def test_realtime_replay_follows_recorded_timing(
+    tmp_path: Path, server: LoopbackServer, sync: bool
+) -> None:
+    path = tmp_path / "s.msgpack"
+    cas = llmreplay.cassette(path, mode="record")
+    client = _client(sync, cas)
+    await _read(client, server.url + "/chat/completions", headers={"x-test-delay-ms": "40"})
+    await close(client)
+    cas.save()
+    (item,) = cas.interactions
+
+    replay = llmreplay.cassette(path, realtime=True)
+    client = _client(sync, replay)
+    _, times = await _read(client, server.url + "/chat/completions")
+    await close(client)
+    assert times[-1] >= (item.elapsed_ms + item.chunk_ms[-1]) / 1000.0 * 0.9
