@@ -136,6 +136,8 @@ class Cassette:
         self._cursor: dict[str, int] = {}
         self._pending: list[_format.Interaction] = []
         self._recorded: list[_format.Interaction] = []
+        self._played: list[_format.Interaction] = []
+        self.writes = 0
         self._replaced: set[str] = set()
         self._stats = Stats()
         self._wrappers: weakref.WeakKeyDictionary[Any, CassetteTransport] = (
@@ -180,6 +182,7 @@ class Cassette:
                 self._replaced |= fresh
             items.extend(pending)
             self._storage.save(self.path, _format.encode(items, self._spec.describe()))
+            self.writes += 1
         with self._lock:
             del self._pending[: len(pending)]
             if not self._pending:
@@ -293,6 +296,12 @@ class Cassette:
             ids = {id(item) for item in seen}
             return seen + [item for item in self._recorded if id(item) not in ids]
 
+    @property
+    def played(self) -> list[_format.Interaction]:
+        """The recorded interactions replayed so far, in the order they were played."""
+        with self._lock:
+            return list(self._played)
+
     def unused(self) -> list[_format.Interaction]:
         """Recorded interactions not played so far, in recorded order per request."""
         with self._lock:
@@ -325,6 +334,7 @@ class Cassette:
         if isinstance(action, Replay):
             with self._lock:
                 self._stats.played += 1
+                self._played.append(action.interaction)
             return self._replayed(request, action.interaction)
         if isinstance(action, InjectFault):
             with self._lock:

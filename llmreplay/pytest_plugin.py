@@ -1,0 +1,201 @@
+"""pytest plugin: one cassette per test, recorded once and replayed ever after.
+
+Loaded through the ``pytest11`` entry point in every pytest run of every project that
+installs llmreplay, so this module imports only the standard library and pytest at the
+top; openai and anthropic are imported only by the fixtures that need them.
+
+Mode, first found wins: ``@pytest.mark.llmreplay(mode=...)`` > ``--llm-mode`` >
+``LLMREPLAY_MODE`` > ini ``llm_mode`` > ``replay``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    import openai
+
+    from ._cassette import Cassette
+
+MARKER = (
+    "llmreplay(mode=None, cassette=None, match_on=None, ignore=(), allow_repeats=False, "
+    "faults=None, realtime=False): configure this test's llm_cassette"
+)
+_MAX_NAME = 120
+_SETTINGS = pytest.StashKey[dict[str, Any]]()
+_TOTALS = pytest.StashKey[dict[str, int]]()
+_COUNTS = ("played", "recorded", "live", "faults", "unused", "tokens", "written")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llmreplay", "record and replay LLM API calls")
+    group.addoption(
+        "--llm-mode",
+        dest="llm_mode",
+        default=None,
+        metavar="MODE",
+        help="cassette mode for every test: replay (default), record, auto or live",
+    )
+    group.addoption(
+        "--llm-fail-on-unused",
+        action="store_true",
+        default=False,
+        help="fail a test that leaves recorded interactions of its cassette unplayed",
+    )
+    parser.addini("llm_mode", "default cassette mode (replay, record, auto, live)", default="")
+    parser.addini("llm_cassette_dir", "folder of per-test cassettes", default="fixtures/cassettes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from ._errors import ConfigError
+    from ._modes import Mode
+
+    config.addinivalue_line("markers", MARKER)
+    candidates = [
+        (config.getoption("llm_mode"), "--llm-mode"),
+        (os.environ.get("LLMREPLAY_MODE"), "the LLMREPLAY_MODE environment variable"),
+        (config.getini("llm_mode") or None, "the llm_mode ini setting"),
+        ("replay", "the default"),
+    ]
+    value, source = next((v, s) for v, s in candidates if v)
+    try:
+        mode = Mode.parse(value, source=source)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    directory = Path(config.getini("llm_cassette_dir"))
+    config.stash[_SETTINGS] = {
+        "mode": mode,
+        "source": source,
+        "dir": directory if directory.is_absolute() else config.rootpath / directory,
+        "dir_text": str(directory),
+        "fail_on_unused": config.getoption("llm_fail_on_unused"),
+    }
+    config.stash[_TOTALS] = dict.fromkeys(_COUNTS, 0)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    settings = config.stash[_SETTINGS]
+    return f"llmreplay: mode={settings['mode'].value}, cassettes={settings['dir_text']}"
+
+
+def _safe(name: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._=+-]+", "-", name).strip("-.") or "test"
+    if len(name) > _MAX_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        name = f"{name[: _MAX_NAME - 13]}-{digest}"
+    return name
+
+
+def cassette_path(item: pytest.Item, directory: Path) -> Path:
+    """``<dir>/<test module path>/<Class.>test_name.msgpack``, safe on every OS."""
+    module = Path(item.path).relative_to(item.config.rootpath).with_suffix("")
+    parts = item.nodeid.split("::")[1:]
+    return directory.joinpath(*map(_safe, module.parts)) / (_safe(".".join(parts)) + ".msgpack")
+
+
+@pytest.fixture
+def llm_cassette_config() -> dict[str, Any]:
+    """Default ``llmreplay.cassette()`` options for tests in scope; override in a conftest."""
+    return {}
+
+
+@pytest.fixture
+def llm_cassette(
+    request: pytest.FixtureRequest, llm_cassette_config: dict[str, Any]
+) -> Iterator[Cassette]:
+    """This test's cassette; every httpx2 client used in the test goes through it."""
+    from ._cassette import Cassette
+    from ._errors import ConfigError
+    from ._modes import Mode
+
+    settings = request.config.stash[_SETTINGS]
+    options = dict(llm_cassette_config)
+    for marker in reversed(list(request.node.iter_markers("llmreplay"))):
+        options.update(marker.kwargs)
+    mode = options.pop("mode", None)
+    mode = settings["mode"] if mode is None else Mode.parse(mode, source="the llmreplay marker")
+    path = options.pop("cassette", None) or cassette_path(request.node, settings["dir"])
+    if "faults" not in options and "llm_faults" in request.fixturenames:
+        options["faults"] = request.getfixturevalue("llm_faults")
+    allowed = set(inspect.signature(Cassette).parameters) - {"path", "mode"}
+    for name in options:
+        if name not in allowed:
+            expected = "expected one of: mode, cassette, " + ", ".join(sorted(allowed))
+            source = "@pytest.mark.llmreplay or llm_cassette_config"
+            raise ConfigError("cassette option", name, source, expected)
+    cassette = Cassette(Path(path), mode=mode, **options)
+    with cassette:
+        yield cassette
+    _account(request.config, cassette)
+    if settings["fail_on_unused"] and cassette.mode.reads and cassette.unused():
+        unused = "\n".join(f"  {i.request.method} {i.request.url}" for i in cassette.unused())
+        pytest.fail(
+            f"{len(cassette.unused())} recorded interaction(s) in {cassette.path} were not "
+            f"played (--llm-fail-on-unused):\n{unused}\nRe-record the cassette "
+            "(--llm-mode=record) or remove them.",
+            pytrace=False,
+        )
+
+
+def _account(config: pytest.Config, cassette: Cassette) -> None:
+    from ._usage import tokens
+
+    stats, totals = cassette.stats, config.stash[_TOTALS]
+    for name in ("played", "recorded", "live", "faults", "unused"):
+        totals[name] += getattr(stats, name)
+    totals["tokens"] += sum(tokens(item) for item in cassette.played)
+    totals["written"] += 1 if cassette.writes else 0
+
+
+@pytest.fixture
+def llm_client(llm_cassette: Cassette) -> Iterator[openai.OpenAI]:
+    """An ``openai.OpenAI`` client bound to this test's cassette."""
+    client = llm_cassette.openai_client()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def async_llm_client(llm_cassette: Cassette) -> openai.AsyncOpenAI:
+    """An ``openai.AsyncOpenAI`` client bound to this test's cassette."""
+    return llm_cassette.async_openai_client()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: hand the totals to the controller
+        workeroutput["llmreplay"] = json.dumps(session.config.stash[_TOTALS])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    totals = node.config.stash[_TOTALS]
+    for name, value in json.loads(node.workeroutput.get("llmreplay", "{}")).items():
+        totals[name] = totals.get(name, 0) + value
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    totals = config.stash[_TOTALS]
+    if not any(totals.values()):
+        return
+    terminalreporter.write_sep("-", "llmreplay")
+    terminalreporter.write_line(
+        f"{totals['played']} replayed, {totals['recorded']} recorded, {totals['live']} live, "
+        f"{totals['faults']} faults injected; {totals['written']} cassette(s) written"
+    )
+    if totals["unused"]:
+        terminalreporter.write_line(
+            f"{totals['unused']} recorded interaction(s) not played "
+            "(stale? run with --llm-fail-on-unused to fail such tests)"
+        )
+    if totals["tokens"]:
+        terminalreporter.write_line(f"{totals['tokens']:,} tokens not spent thanks to replay")

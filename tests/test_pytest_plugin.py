@@ -1,0 +1,261 @@
+"""The pytest plugin, loaded through its entry point as users load it, driven by pytester."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmreplay import Mode
+from llmreplay.pytest_plugin import cassette_path
+from tests.server import LoopbackServer
+
+CHAT = """
+import anthropic, pytest
+
+def test_chat(llm_client):
+    reply = llm_client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}])
+    assert reply.choices[0].message.content == "echo: hello"
+
+class TestGroup:
+    @pytest.mark.parametrize("word", ["a/b", "c d"])
+    def test_param(self, llm_client, word):
+        reply = llm_client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": word}])
+        assert reply.choices[0].message.content == "echo: " + word
+
+def test_anthropic_is_captured(llm_cassette):
+    client = anthropic.Anthropic(max_retries=0)
+    message = client.messages.create(
+        model="claude-opus-4-6", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    assert message.content[0].text == "echo: hi"
+    client.close()
+"""
+
+
+@pytest.fixture
+def upstream(server: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> LoopbackServer:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.origin)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-plugin-0123456789")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-plugin-0123456789")
+    return server
+
+
+def test_record_once_then_replay_offline(
+    pytester: pytest.Pytester, upstream: LoopbackServer
+) -> None:
+    pytester.makepyfile(test_app=CHAT)
+    recorded = pytester.runpytest("--llm-mode=record")
+    recorded.assert_outcomes(passed=4)
+    recorded.stdout.fnmatch_lines(["*llmreplay*", "0 replayed, 4 recorded, 0 live*4 cassette(s)*"])
+    folder = pytester.path / "fixtures" / "cassettes" / "test_app"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "TestGroup.test_param-a-b.msgpack",
+        "TestGroup.test_param-c-d.msgpack",
+        "test_anthropic_is_captured.msgpack",
+        "test_chat.msgpack",
+    ]
+    upstream.stop()
+    replayed = pytester.runpytest()
+    replayed.assert_outcomes(passed=4)
+    replayed.stdout.fnmatch_lines(["llmreplay: mode=replay, cassettes=fixtures/cassettes"])
+    replayed.stdout.fnmatch_lines(
+        ["4 replayed, 0 recorded*", "* tokens not spent thanks to replay"]
+    )
+    assert len(upstream.requests) == 4
+
+
+def test_a_missing_cassette_fails_and_says_how_to_record(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_app=CHAT)
+    result = pytester.runpytest("-k", "test_chat")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*CassetteMiss*the cassette file does not exist yet*", "*--llm-mode=record*"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "ini", "expected"),
+    [
+        ([], None, None, "replay"),
+        ([], None, "auto", "auto"),
+        ([], "live", "auto", "live"),
+        (["--llm-mode=record"], "live", "auto", "record"),
+    ],
+)
+def test_mode_precedence(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: str | None,
+    ini: str | None,
+    expected: str,
+) -> None:
+    if env:
+        monkeypatch.setenv("LLMREPLAY_MODE", env)
+    if ini:
+        pytester.makeini(f"[pytest]\nllm_mode = {ini}\n")
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        def test_mode(llm_cassette):
+            assert llm_cassette.mode.value == {expected!r}
+
+        @pytest.mark.llmreplay(mode="live")
+        def test_marker_wins(llm_cassette):
+            assert llm_cassette.mode.value == "live"
+        """
+    )
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "ini", "source"),
+    [
+        (["--llm-mode=replya"], None, None, "--llm-mode"),
+        ([], "recrod", None, "LLMREPLAY_MODE"),
+        ([], None, "nope", "llm_mode ini"),
+    ],
+)
+def test_a_bad_mode_is_a_usage_error_naming_its_source(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    env: str | None,
+    ini: str | None,
+    source: str,
+) -> None:
+    if env:
+        monkeypatch.setenv("LLMREPLAY_MODE", env)
+    if ini:
+        pytester.makeini(f"[pytest]\nllm_mode = {ini}\n")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*from *{source}* is not a valid mode; expected one of*"])
+
+
+def test_help_lists_options_and_ini(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(
+        [
+            "record and replay LLM API calls:",
+            "*--llm-mode=MODE*cassette mode for every test*",
+            "*--llm-fail-on-unused*",
+            "*llm_mode (string)*",
+            "*llm_cassette_dir (string)*",
+        ]
+    )
+    markers = pytester.runpytest("--markers")
+    markers.stdout.fnmatch_lines(["@pytest.mark.llmreplay(mode=None, cassette=None*"])
+
+
+def test_marker_options_config_fixture_and_fail_on_unused(
+    pytester: pytest.Pytester, upstream: LoopbackServer
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def llm_cassette_config():
+            return {"ignore": ["user"], "cassette": "shared.msgpack"}
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_two(llm_client, llm_cassette):
+            for user in ("a", "b"):
+                llm_client.chat.completions.create(
+                    model="m", user=user, messages=[{"role": "user", "content": "x"}])
+            assert str(llm_cassette.path) == "shared.msgpack"
+        """
+    )
+    pytester.runpytest("--llm-mode=record").assert_outcomes(passed=1)
+    # Replaying only one of the two recorded calls leaves one unused.
+    pytester.makepyfile(
+        """
+        def test_two(llm_client):
+            llm_client.chat.completions.create(
+                model="m", user="zed", messages=[{"role": "user", "content": "x"}])
+        """
+    )
+    lenient = pytester.runpytest()
+    lenient.assert_outcomes(passed=1)
+    lenient.stdout.fnmatch_lines(["1 recorded interaction(s) not played*"])
+    strict = pytester.runpytest("--llm-fail-on-unused")
+    strict.assert_outcomes(passed=1, errors=1)
+    strict.stdout.fnmatch_lines(["*1 recorded interaction(s) in shared.msgpack were not played*"])
+
+
+def test_an_unknown_marker_option_is_named(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llmreplay(allow_repeat=True)
+        def test_typo(llm_cassette):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ConfigError: 'allow_repeat' from @pytest.mark.llmreplay or llm_cassette_config*"]
+    )
+
+
+def test_xdist_workers_record_without_loss_and_summary_adds_up(
+    pytester: pytest.Pytester, upstream: LoopbackServer
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(8))
+        @pytest.mark.llmreplay(cassette="all.msgpack")
+        def test_many(llm_client, n):
+            llm_client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": str(n)}])
+        """
+    )
+    recorded = pytester.runpytest_subprocess("-n", "4", "--llm-mode=auto", "-p", "xdist")
+    recorded.assert_outcomes(passed=8)
+    recorded.stdout.fnmatch_lines(["0 replayed, 8 recorded*"])
+    upstream.stop()
+    replayed = pytester.runpytest_subprocess("-n", "4", "-p", "xdist")
+    replayed.assert_outcomes(passed=8)
+    replayed.stdout.fnmatch_lines(["8 replayed, 0 recorded*"])
+
+
+def test_paths_are_safe_and_long_names_hashed(pytester: pytest.Pytester) -> None:
+    items = pytester.getitems(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("v", ["x" * 300, 'a:b*c?"<>|'])
+        def test_p(v): pass
+        """
+    )
+    long_path, odd_path = (cassette_path(item, Path("cas")) for item in items)
+    assert len(long_path.name) <= 128 and long_path.name.endswith(".msgpack")
+    assert odd_path.name == "test_p-a-b-c.msgpack"
+    assert odd_path.parent == Path("cas") / "test_paths_are_safe_and_long_names_hashed"
+
+
+def test_the_plugin_module_imports_no_sdk() -> None:
+    code = (
+        "import sys, llmreplay.pytest_plugin; "
+        "print(sorted(m for m in ('openai', 'anthropic', 'tiktoken') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_plugin_mode_names_match_the_enum() -> None:
+    assert [m.value for m in Mode] == ["live", "record", "replay", "auto"]
