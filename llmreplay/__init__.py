@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from . import faults
 from ._cassette import Cassette, Stats, cassette
 from ._errors import (
     CassetteError,
@@ -43,6 +44,7 @@ __all__ = [
     "Storage",
     "__version__",
     "cassette",
+    "faults",
 ]
 
 for _name in __all__:

@@ -27,6 +27,7 @@ import httpx2
 from . import _format, _patch
 from ._engine import Exhausted, Forward, Found, Hit, InjectFault, Miss, NotRecorded, Replay, decide
 from ._errors import CassetteMiss, LLMReplayError, sdk_transparent
+from ._faults import Fault, FaultPlan, FaultsArg, as_schedule
 from ._match import KeySpec, RequestView, closest
 from ._modes import Mode
 from ._scrub import BeforeRecord, Scrubber
@@ -42,16 +43,6 @@ _T = TypeVar("_T", httpx2.BaseTransport, httpx2.AsyncBaseTransport)
 
 # Used when no API key is configured: replay needs none, and a real server refuses it.
 PLACEHOLDER_KEY = "sk-llmreplay-placeholder"
-
-
-class Faults:
-    """What a cassette needs from a fault schedule (see ``llmreplay.faults``)."""
-
-    def take(self, request: httpx2.Request) -> Any:  # pragma: no cover - protocol
-        raise NotImplementedError
-
-    def respond(self, fault: Any, request: httpx2.Request) -> httpx2.Response:  # pragma: no cover
-        raise NotImplementedError
 
 
 @dataclass
@@ -73,6 +64,18 @@ class Upstream:
     key: str
     store: bool
     secrets: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Plan:
+    """What the transport does with one request: wait ``delay``, then raise ``error``, or
+    return ``response``, or send it ``upstream``; finally pass the answer through ``wrap``."""
+
+    response: httpx2.Response | None = None
+    upstream: Upstream | None = None
+    delay: float = 0.0
+    error: Exception | None = None
+    wrap: Callable[[httpx2.Response], httpx2.Response] | None = None
 
 
 _unsaved: weakref.WeakSet[Cassette] = weakref.WeakSet()
@@ -119,7 +122,7 @@ class Cassette:
         filter_query: Iterable[str] = (),
         before_record: BeforeRecord | None = None,
         allow_repeats: bool = False,
-        faults: Faults | None = None,
+        faults: FaultsArg = None,
         realtime: bool = False,
         storage: Storage | None = None,
     ) -> None:
@@ -127,7 +130,7 @@ class Cassette:
         self.mode = Mode.parse(mode, source="cassette(mode=...)")
         self.allow_repeats = allow_repeats
         self.realtime = realtime
-        self.faults = faults
+        self.faults = as_schedule(faults)
         self._scrubber = Scrubber(filter_headers, filter_query, before_record)
         self._spec = KeySpec.build(match_on, ignore, self._scrubber.query)
         self._storage: Storage = storage or FileStorage()
@@ -326,26 +329,56 @@ class Cassette:
                 return Hit(items[-1])
             return Exhausted(len(items))
 
-    def _plan(self, request: httpx2.Request) -> httpx2.Response | Upstream:
+    def _plan(self, request: httpx2.Request) -> Plan:
         view = _view(request)
         key = self._spec.key(view)
         fault = self.faults.take(request) if self.faults is not None else None
-        action = decide(self.mode, fault, lambda: self._next(key))
+        faulted = fault.plan(request) if fault is not None else FaultPlan()
+        action = decide(self.mode, fault if faulted.replaces else None, lambda: self._next(key))
+        with self._lock:
+            self._stats.faults += fault is not None
+        if isinstance(action, InjectFault):
+            if faulted.response is not None:
+                faulted.response.extensions = {"llmreplay": self._source("fault", key, fault)}
+            return Plan(response=faulted.response, delay=faulted.delay, error=faulted.error)
+        if isinstance(action, Miss):
+            raise sdk_transparent(self._miss(view, key, action.reason))
+        wrap = self._marking(faulted, fault)
         if isinstance(action, Replay):
             with self._lock:
                 self._stats.played += 1
                 self._played.append(action.interaction)
-            return self._replayed(request, action.interaction)
-        if isinstance(action, InjectFault):
-            with self._lock:
-                self._stats.faults += 1
-            assert self.faults is not None
-            return self.faults.respond(action.fault, request)
-        if isinstance(action, Miss):
-            raise sdk_transparent(self._miss(view, key, action.reason))
+            head = action.interaction.elapsed_ms / 1000.0 if self.realtime else 0.0
+            response = self._replayed(request, action.interaction)
+            return Plan(response=response, delay=faulted.delay + head, wrap=wrap)
         assert isinstance(action, Forward)
+        # An answer a fault alters (cut, truncated) is never recorded; latency alone is.
+        store = action.store and faulted.wrap is None
         secrets = self._scrubber.secrets(view.headers, view.url)
-        return Upstream(key, action.store, secrets)
+        return Plan(upstream=Upstream(key, store, secrets), delay=faulted.delay, wrap=wrap)
+
+    def _source(self, source: str, key: str, fault: Fault | None = None) -> dict[str, Any]:
+        info: dict[str, Any] = {"source": source, "key": key, "cassette": str(self.path)}
+        if fault is not None:
+            info["fault"] = fault.kind
+        return info
+
+    @staticmethod
+    def _marking(
+        faulted: FaultPlan, fault: Fault | None
+    ) -> Callable[[httpx2.Response], httpx2.Response] | None:
+        if faulted.wrap is None or fault is None:
+            return None
+        alter = faulted.wrap
+
+        def wrap(response: httpx2.Response) -> httpx2.Response:
+            response = alter(response)
+            info = dict(response.extensions.get("llmreplay", {}))
+            info["fault"] = fault.kind
+            response.extensions = {**response.extensions, "llmreplay": info}
+            return response
+
+        return wrap
 
     def _miss(self, view: RequestView, key: str, reason: str) -> CassetteMiss:
         if not self.exists:
@@ -381,22 +414,16 @@ class Cassette:
             headers=recorded.headers,
             stream=stream,
             request=request,
-            extensions={
-                "llmreplay": {"source": "cassette", "key": item.key, "cassette": str(self.path)}
-            },
+            extensions={"llmreplay": self._source("cassette", item.key)},
         )
-
-    def _head_delay(self, response: httpx2.Response) -> float:
-        if not self.realtime or response.extensions["llmreplay"]["source"] != "cassette":
-            return 0.0
-        items = self._by_key.get(response.extensions["llmreplay"]["key"], [])
-        return items[0].elapsed_ms / 1000.0 if items else 0.0
 
     def _from_upstream(
         self, request: httpx2.Request, response: httpx2.Response, plan: Upstream, started: float
     ) -> httpx2.Response:
-        source = {"source": "upstream", "key": plan.key, "cassette": str(self.path)}
-        response.extensions = {**response.extensions, "llmreplay": source}
+        response.extensions = {
+            **response.extensions,
+            "llmreplay": self._source("upstream", plan.key),
+        }
         if not plan.store:
             with self._lock:
                 self._stats.live += 1

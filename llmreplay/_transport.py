@@ -1,8 +1,9 @@
 """``CassetteTransport``: one httpx2 transport class for sync and async clients.
 
-Each method reads the request body, asks the cassette what to do (``Cassette._plan``,
-which runs the sans-IO ``_engine.decide``), and acts: return a replayed or fault response,
-or forward to the upstream transport and let the cassette tee the response into a recording.
+Each method reads the request body, asks the cassette for a plan (``Cassette._plan``, which
+runs the sans-IO ``_engine.decide`` and the fault schedule), and carries it out: wait, raise
+a fault's transport error, return a replayed or fault response, or forward upstream and let
+the cassette tee the answer into a recording; a fault may then alter the answer.
 """
 
 from __future__ import annotations
@@ -52,26 +53,32 @@ class CassetteTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         request.read()
         plan = self.cassette._plan(request)
-        if isinstance(plan, httpx2.Response):
-            delay = self.cassette._head_delay(plan)
-            if delay:
-                time.sleep(delay)
-            return plan
-        started = time.monotonic()
-        response = self._sync_upstream().handle_request(request)
-        return self.cassette._from_upstream(request, response, plan, started)
+        if plan.delay > 0:
+            time.sleep(plan.delay)
+        if plan.error is not None:
+            raise plan.error
+        response = plan.response
+        if response is None:
+            assert plan.upstream is not None
+            started = time.monotonic()
+            answer = self._sync_upstream().handle_request(request)
+            response = self.cassette._from_upstream(request, answer, plan.upstream, started)
+        return plan.wrap(response) if plan.wrap is not None else response
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         await request.aread()
         plan = self.cassette._plan(request)
-        if isinstance(plan, httpx2.Response):
-            delay = self.cassette._head_delay(plan)
-            if delay:
-                await anyio.sleep(delay)
-            return plan
-        started = time.monotonic()
-        response = await self._async_upstream().handle_async_request(request)
-        return self.cassette._from_upstream(request, response, plan, started)
+        if plan.delay > 0:
+            await anyio.sleep(plan.delay)
+        if plan.error is not None:
+            raise plan.error
+        response = plan.response
+        if response is None:
+            assert plan.upstream is not None
+            started = time.monotonic()
+            answer = await self._async_upstream().handle_async_request(request)
+            response = self.cassette._from_upstream(request, answer, plan.upstream, started)
+        return plan.wrap(response) if plan.wrap is not None else response
 
     def close(self) -> None:
         if self._own_sync is not None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import openai
 
     from ._cassette import Cassette
+    from ._faults import Injector
 
 MARKER = (
     "llmreplay(mode=None, cassette=None, match_on=None, ignore=(), allow_repeats=False, "
@@ -124,8 +125,9 @@ def llm_cassette(
     mode = options.pop("mode", None)
     mode = settings["mode"] if mode is None else Mode.parse(mode, source="the llmreplay marker")
     path = options.pop("cassette", None) or cassette_path(request.node, settings["dir"])
-    if "faults" not in options and "llm_faults" in request.fixturenames:
-        options["faults"] = request.getfixturevalue("llm_faults")
+    if "llm_faults" in request.fixturenames:
+        injector = request.getfixturevalue("llm_faults")
+        options["faults"] = injector.use(options.get("faults"))
     allowed = set(inspect.signature(Cassette).parameters) - {"path", "mode"}
     for name in options:
         if name not in allowed:
@@ -180,6 +182,14 @@ def async_llm_client(llm_cassette: Cassette) -> openai.AsyncOpenAI:
     upstream = httpx2.AsyncHTTPTransport(limits=httpx2.Limits(max_keepalive_connections=0))
     http_client = httpx2.AsyncClient(transport=llm_cassette.transport(upstream))
     return llm_cassette.async_openai_client(http_client=http_client)
+
+
+@pytest.fixture
+def llm_faults() -> Injector:
+    """Fault injection for this test: ``llm_faults.use([RateLimit(), PASS])``, ``.verdict()``."""
+    from ._faults import Injector
+
+    return Injector()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -10,6 +10,7 @@ to prove redaction). Every request it receives is kept in ``requests``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import json
@@ -51,6 +52,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
+
+    def handle(self) -> None:
+        # The client hanging up mid-stream is the client's business.
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            super().handle()
 
     # -- plumbing ------------------------------------------------------------------------
 

@@ -1,0 +1,582 @@
+"""Fault injection: rehearse what production throws at retry logic, in milliseconds.
+
+A fault either answers in place of the recording or upstream, with the provider's own
+error JSON (``RateLimit()``, ``ServerError(503)``, ``Overloaded()``, ``BadRequest()``...),
+raises a real httpx2 transport exception with the request attached (``ConnectTimeout()``,
+``ReadTimeout()``, ``ConnectionRefused()``, ``ConnectionReset()``, ``ProtocolError()``), or
+changes the real answer on its way out (``CutStream(after=3)``, ``Malformed()``,
+``Latency(seconds)``).
+
+Retryable HTTP faults carry ``retry-after-ms: 1`` so both SDKs retry at once; terminal ones
+carry ``x-should-retry: false``. Schedules decide which request gets which fault:
+
+>>> from llmreplay.faults import PASS, RateLimit, sequence, every
+>>> sequence([RateLimit(), RateLimit(), PASS])   # first two attempts fail, then the recording
+>>> every(3, ServerError(), path="/v1/chat/*")    # every third chat request fails
+
+A plain list given as ``faults=`` is a ``sequence``. Each schedule keeps a log of the
+requests it saw; ``schedule.verdict()`` tells what the code under test did about them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import json
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+
+from ._errors import ConfigError
+
+
+def provider(request: httpx2.Request) -> str:
+    """``"anthropic"`` or ``"openai"``: whose error JSON a fault for ``request`` speaks."""
+    path = request.url.path
+    if "anthropic-version" in request.headers or "anthropic" in request.url.host:
+        return "anthropic"
+    return "anthropic" if path.startswith(("/v1/messages", "/v1/complete")) else "openai"
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """What a fault does to one request: answer, wait, raise, or change the answer."""
+
+    response: httpx2.Response | None = None
+    delay: float = 0.0
+    error: Exception | None = None
+    wrap: Callable[[httpx2.Response], httpx2.Response] | None = None
+
+    @property
+    def replaces(self) -> bool:
+        """Whether the fault takes the request's place (nothing else is consulted)."""
+        return self.response is not None or self.error is not None
+
+
+class Fault:
+    """Base of every fault kind; ``kind`` names it in logs and verdicts."""
+
+    kind = "fault"
+    terminal = False
+    retry_after: float | None = None
+
+    def plan(self, request: httpx2.Request) -> FaultPlan:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+# -- HTTP error responses ----------------------------------------------------------------
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_api_key",
+    408: "timeout",
+    429: "rate_limit_exceeded",
+}
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    408: "timeout_error",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+class HTTPFault(Fault):
+    """An error response in the provider's own shape.
+
+    ``retry_after_ms`` (default 1) and ``retry_after`` (seconds) become the headers the
+    SDKs honour; terminal statuses (4xx but 408/409/429) say ``x-should-retry: false``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        message: str | None = None,
+        retry_after_ms: float | None = 1,
+        retry_after: float | None = None,
+    ) -> None:
+        if not 400 <= status <= 599:
+            raise ConfigError("fault status", status, type(self).__name__, "use 400-599")
+        self.status = status
+        self.message = message or f"llmreplay simulated error {status}"
+        self.terminal = status < 500 and status not in (408, 409, 429)
+        self.retry_after_ms = None if self.terminal else retry_after_ms
+        self.retry_after = (
+            retry_after
+            if retry_after is not None
+            else (None if self.retry_after_ms is None else self.retry_after_ms / 1000.0)
+        )
+        self.kind = f"http_{status}"
+        self._header_retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.status})"
+
+    def body(self, request: httpx2.Request) -> dict[str, Any]:
+        if provider(request) == "anthropic":
+            kind = _ANTHROPIC_TYPES.get(self.status, "api_error")
+            return {"type": "error", "error": {"type": kind, "message": self.message}}
+        kind = _OPENAI_TYPES.get(self.status, "server_error")
+        return {"error": {"message": self.message, "type": kind, "param": None, "code": kind}}
+
+    def plan(self, request: httpx2.Request) -> FaultPlan:
+        headers = {"content-type": "application/json", "x-request-id": "req_llmreplay_fault"}
+        if self.terminal:
+            headers["x-should-retry"] = "false"
+        if self.retry_after_ms is not None:
+            headers["retry-after-ms"] = f"{self.retry_after_ms:g}"
+        if self._header_retry_after is not None:
+            headers["retry-after"] = f"{self._header_retry_after:g}"
+        content = json.dumps(self.body(request)).encode()
+        response = httpx2.Response(self.status, headers=headers, content=content, request=request)
+        return FaultPlan(response=response)
+
+
+class RateLimit(HTTPFault):
+    """429 Too Many Requests."""
+
+    def __init__(self, *, retry_after_ms: float | None = 1, retry_after: float | None = None):
+        super().__init__(429, retry_after_ms=retry_after_ms, retry_after=retry_after)
+
+
+class ServerError(HTTPFault):
+    """A 5xx: 500 by default; 502, 503 and 504 are the usual others."""
+
+    def __init__(self, status: int = 500, *, retry_after_ms: float | None = 1) -> None:
+        super().__init__(status, retry_after_ms=retry_after_ms)
+
+
+class Overloaded(HTTPFault):
+    """529, Anthropic's "overloaded"."""
+
+    def __init__(self, *, retry_after_ms: float | None = 1) -> None:
+        super().__init__(529, retry_after_ms=retry_after_ms)
+
+
+class RequestTimeout(HTTPFault):
+    """408 Request Timeout."""
+
+    def __init__(self, *, retry_after_ms: float | None = 1) -> None:
+        super().__init__(408, retry_after_ms=retry_after_ms)
+
+
+class BadRequest(HTTPFault):
+    """400: terminal, never worth a retry."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(400, message=message)
+
+
+class Unauthorized(HTTPFault):
+    """401: terminal, never worth a retry."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(401, message=message)
+
+
+# -- transport errors --------------------------------------------------------------------
+
+
+class TransportFault(Fault):
+    """Raises a real httpx2 exception with the request attached, as a failing network would."""
+
+    def __init__(self, exception: type[httpx2.TransportError], kind: str, message: str) -> None:
+        self.exception = exception
+        self.kind = kind
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def plan(self, request: httpx2.Request) -> FaultPlan:
+        error = self.exception(f"{self.message} (llmreplay fault)", request=request)
+        return FaultPlan(error=error)
+
+
+class ConnectTimeout(TransportFault):
+    """``httpx2.ConnectTimeout``: the server never accepted the connection in time."""
+
+    def __init__(self) -> None:
+        super().__init__(httpx2.ConnectTimeout, "connect_timeout", "timed out connecting")
+
+
+class ReadTimeout(TransportFault):
+    """``httpx2.ReadTimeout``: the server accepted but never answered in time."""
+
+    def __init__(self) -> None:
+        super().__init__(httpx2.ReadTimeout, "read_timeout", "timed out reading the response")
+
+
+class ConnectionRefused(TransportFault):
+    """``httpx2.ConnectError``: nothing listens there."""
+
+    def __init__(self) -> None:
+        super().__init__(httpx2.ConnectError, "connection_refused", "connection refused")
+
+
+class ConnectionReset(TransportFault):
+    """``httpx2.ReadError``: the peer reset the connection."""
+
+    def __init__(self) -> None:
+        super().__init__(httpx2.ReadError, "connection_reset", "connection reset by peer")
+
+
+class ProtocolError(TransportFault):
+    """``httpx2.RemoteProtocolError``: the server hung up without a response."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            httpx2.RemoteProtocolError, "protocol_error", "server disconnected without a response"
+        )
+
+
+# -- changes to the real answer ----------------------------------------------------------
+
+
+class _CuttingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    def __init__(self, inner: Any, after: int, request: httpx2.Request) -> None:
+        self._inner = inner
+        self._after = after
+        self._request = request
+
+    def _cut(self) -> httpx2.RemoteProtocolError:
+        return httpx2.RemoteProtocolError(
+            f"stream cut after {self._after} chunk(s) (llmreplay fault)", request=self._request
+        )
+
+    def __iter__(self) -> Iterator[bytes]:
+        for count, chunk in enumerate(self._inner, start=1):
+            yield chunk
+            if count >= self._after:
+                raise self._cut()
+        raise self._cut()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        count = 0
+        async for chunk in self._inner:
+            count += 1
+            yield chunk
+            if count >= self._after:
+                raise self._cut()
+        raise self._cut()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class CutStream(Fault):
+    """The real response, cut after ``after`` chunks with ``httpx2.RemoteProtocolError``."""
+
+    kind = "cut_stream"
+
+    def __init__(self, after: int = 1) -> None:
+        self.after = after
+
+    def __repr__(self) -> str:
+        return f"CutStream(after={self.after})"
+
+    def plan(self, request: httpx2.Request) -> FaultPlan:
+        def wrap(response: httpx2.Response) -> httpx2.Response:
+            response.stream = _CuttingStream(response.stream, self.after, request)
+            return response
+
+        return FaultPlan(wrap=wrap)
+
+
+class _TruncatedStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    def __init__(self, inner: Any, keep: float) -> None:
+        self._inner = inner
+        self._keep = keep
+
+    def _cut(self, body: bytes) -> bytes:
+        return body[: max(1, int(len(body) * self._keep))]
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._cut(b"".join(self._inner))
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._cut(b"".join([chunk async for chunk in self._inner]))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class Malformed(Fault):
+    """The real response with its body truncated to ``keep`` of its length: broken JSON."""
+
+    kind = "malformed"
+
+    def __init__(self, keep: float = 0.5) -> None:
+        self.keep = keep
+
+    def plan(self, request: httpx2.Request) -> FaultPlan:
+        def wrap(response: httpx2.Response) -> httpx2.Response:
+            headers = [
+                (k, v)
+                for k, v in response.headers.multi_items()
+                if k.lower() not in ("content-length", "content-encoding")
+            ]
+            stream = _TruncatedStream(_Decoded(response), self.keep)
+            return httpx2.Response(
+                response.status_code,
+                headers=headers,
+                stream=stream,
+                request=request,
+                extensions=response.extensions,
+            )
+
+        return FaultPlan(wrap=wrap)
+
+
+class _Decoded(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """A response's decoded bytes as a stream (so truncation cuts JSON, not gzip)."""
+
+    def __init__(self, response: httpx2.Response) -> None:
+        self._response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._response.iter_bytes()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.aiter_bytes():
+            yield chunk
+
+    def close(self) -> None:
+        self._response.close()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class Latency(Fault):
+    """A slow answer: waits ``seconds`` first. When the request's own read timeout is
+    shorter, it waits that long and raises ``httpx2.ReadTimeout``, as a real server would."""
+
+    kind = "latency"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        return f"Latency({self.seconds:g})"
+
+    def plan(self, request: httpx2.Request) -> FaultPlan:
+        timeout = request.extensions.get("timeout", {}).get("read")
+        if isinstance(timeout, int | float) and timeout < self.seconds:
+            error = httpx2.ReadTimeout(
+                f"no response within the read timeout of {timeout:g}s (llmreplay latency fault)",
+                request=request,
+            )
+            return FaultPlan(delay=float(timeout), error=error)
+        return FaultPlan(delay=self.seconds)
+
+
+# -- schedules ---------------------------------------------------------------------------
+
+
+class _Pass:
+    """In a sequence: this attempt goes through untouched."""
+
+    def __repr__(self) -> str:
+        return "PASS"
+
+
+PASS = _Pass()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One request a schedule saw: when, what, which try, and the fault it got (or None)."""
+
+    at: float
+    method: str
+    path: str
+    retry_count: int | None
+    fault: Fault | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the code under test did with the faults it was given.
+
+    ``attempts``: requests sent; ``faults``: the fault kinds in order (``"pass"`` for the
+    ones let through); ``delays``: seconds between consecutive attempts; ``gave_up``: the
+    last attempt failed; ``honoured_retry_after``: every retry waited at least what the
+    fault before it asked; ``retried_terminal``: a request came after a terminal fault.
+    """
+
+    attempts: int
+    faults: list[str]
+    delays: list[float]
+    gave_up: bool
+    honoured_retry_after: bool
+    retried_terminal: bool
+
+
+class Schedule:
+    """Decides, request by request, which fault (if any) applies; keeps the log."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self.log: list[Attempt] = []
+        self._lock = threading.Lock()
+
+    def _choose(self, index: int) -> Fault | None:
+        raise NotImplementedError
+
+    def take(self, request: httpx2.Request) -> Fault | None:
+        """The fault for ``request``; called once per attempt by the cassette."""
+        if self.path is not None and not fnmatch.fnmatch(request.url.path, self.path):
+            return None
+        with self._lock:
+            fault = self._choose(len(self.log))
+            self._note(request, fault)
+        return fault
+
+    def _note(self, request: httpx2.Request, fault: Fault | None) -> None:
+        retry = request.headers.get("x-stainless-retry-count")
+        count = int(retry) if retry and retry.isdigit() else None
+        self.log.append(Attempt(time.monotonic(), request.method, request.url.path, count, fault))
+
+    @property
+    def injected(self) -> int:
+        """How many faults were injected so far."""
+        return sum(1 for attempt in self.log if attempt.fault is not None)
+
+    def verdict(self) -> Verdict:
+        """What the code under test did, from the log (see ``Verdict``)."""
+        log = list(self.log)
+        delays = [b.at - a.at for a, b in itertools.pairwise(log)]
+        honoured = all(
+            delay >= (a.fault.retry_after or 0.0) * 0.95
+            for a, delay in zip(log, delays, strict=False)
+            if a.fault is not None
+        )
+        return Verdict(
+            attempts=len(log),
+            faults=[a.fault.kind if a.fault else "pass" for a in log],
+            delays=delays,
+            gave_up=bool(log) and log[-1].fault is not None,
+            honoured_retry_after=honoured,
+            retried_terminal=any(a.fault is not None and a.fault.terminal for a in log[:-1]),
+        )
+
+
+class _Sequence(Schedule):
+    def __init__(self, items: Iterable[Fault | _Pass], path: str | None) -> None:
+        super().__init__(path)
+        self.items = list(items)
+        for item in self.items:
+            if not isinstance(item, Fault | _Pass):
+                expected = "a list of faults and PASS (from llmreplay.faults)"
+                raise ConfigError("fault schedule entry", item, "faults=", expected)
+
+    def _choose(self, index: int) -> Fault | None:
+        item = self.items[index] if index < len(self.items) else PASS
+        return item if isinstance(item, Fault) else None
+
+
+class _Every(Schedule):
+    def __init__(self, n: int, fault: Fault, path: str | None) -> None:
+        super().__init__(path)
+        if n < 1:
+            raise ConfigError("every", n, "every(n, ...)", "n must be 1 or more")
+        self.n, self.fault = n, fault
+
+    def _choose(self, index: int) -> Fault | None:
+        return self.fault if (index + 1) % self.n == 0 else None
+
+
+class _First(Schedule):
+    def __init__(self, n: int, fault: Fault, path: str | None) -> None:
+        super().__init__(path)
+        self.n, self.fault = n, fault
+
+    def _choose(self, index: int) -> Fault | None:
+        return self.fault if index < self.n else None
+
+
+class _Chance(Schedule):
+    def __init__(self, p: float, fault: Fault, seed: int, path: str | None) -> None:
+        super().__init__(path)
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError("probability", p, "chance(p, ...)", "p must be between 0 and 1")
+        self.p, self.fault, self._random = p, fault, random.Random(seed)
+
+    def _choose(self, index: int) -> Fault | None:
+        return self.fault if self._random.random() < self.p else None
+
+
+def sequence(items: Iterable[Fault | _Pass], *, path: str | None = None) -> Schedule:
+    """Faults consumed in order, one per request; ``PASS`` lets one through; then all pass."""
+    return _Sequence(items, path)
+
+
+def every(n: int, fault: Fault, *, path: str | None = None) -> Schedule:
+    """Every ``n``-th request (the n-th, 2n-th, ...) gets ``fault``."""
+    return _Every(n, fault, path)
+
+
+def first(n: int, fault: Fault, *, path: str | None = None) -> Schedule:
+    """The first ``n`` requests get ``fault``; the rest pass."""
+    return _First(n, fault, path)
+
+
+def chance(p: float, fault: Fault, *, seed: int = 0, path: str | None = None) -> Schedule:
+    """Each request gets ``fault`` with probability ``p``, from a seeded generator."""
+    return _Chance(p, fault, seed, path)
+
+
+FaultsArg = Schedule | Iterable[Fault | _Pass] | Fault | None
+
+
+def as_schedule(faults: FaultsArg, *, path: str | None = None) -> Schedule | None:
+    """What ``cassette(faults=...)`` accepts: a schedule, a list (a sequence), or one fault
+    (applied to every request)."""
+    if faults is None or isinstance(faults, Schedule):
+        return faults
+    if isinstance(faults, Fault):
+        return every(1, faults, path=path)
+    return sequence(faults, path=path)
+
+
+class Injector(Schedule):
+    """A schedule a test can change while it runs (the ``llm_faults`` fixture).
+
+    >>> llm_faults.use([RateLimit(), PASS])           # the next two requests
+    >>> llm_faults.verdict().attempts
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._inner: Schedule | None = None
+
+    def use(self, faults: FaultsArg, *, path: str | None = None) -> Injector:
+        """Replace what comes next with ``faults`` (a list, a schedule or one fault)."""
+        self._inner = as_schedule(faults, path=path)
+        return self
+
+    def _choose(self, index: int) -> Fault | None:
+        return None if self._inner is None else self._inner.take(self._request)
+
+    def take(self, request: httpx2.Request) -> Fault | None:
+        with self._lock:
+            self._request = request
+            fault = self._choose(len(self.log))
+            self._note(request, fault)
+        return fault
