@@ -140,6 +140,8 @@ class Cassette:
         self._pending: list[_format.Interaction] = []
         self._recorded: list[_format.Interaction] = []
         self._played: list[_format.Interaction] = []
+        self._used: set[tuple[str, int]] = set()
+        self._recorded_per_key: dict[str, int] = {}
         self.writes = 0
         self._replaced: set[str] = set()
         self._stats = Stats()
@@ -305,6 +307,28 @@ class Cassette:
         with self._lock:
             return list(self._played)
 
+    def used(self) -> set[tuple[str, int]]:
+        """``(key, n)`` for every stored interaction this run played or recorded: the n-th
+        recording of that request. What ``llmreplay prune`` keeps."""
+        with self._lock:
+            return set(self._used)
+
+    def prune(self, keep: set[tuple[str, int]], *, dry_run: bool = False) -> int:
+        """Remove from the file every interaction not in ``keep`` (see ``used``); returns how
+        many were (or, with ``dry_run``, would be) removed."""
+        with self._storage.lock(self.path):
+            items = self._read()
+            seen: dict[str, int] = {}
+            kept = []
+            for item in items:
+                index = seen[item.key] = seen.get(item.key, -1) + 1
+                if (item.key, index) in keep:
+                    kept.append(item)
+            removed = len(items) - len(kept)
+            if removed and not dry_run:
+                self._storage.save(self.path, _format.encode(kept, self._spec.describe()))
+        return removed
+
     def unused(self) -> list[_format.Interaction]:
         """Recorded interactions not played so far, in recorded order per request."""
         with self._lock:
@@ -324,6 +348,7 @@ class Cassette:
             position = self._cursor.get(key, 0)
             if position < len(items):
                 self._cursor[key] = position + 1
+                self._used.add((key, position))
                 return Hit(items[position])
             if self.allow_repeats:
                 return Hit(items[-1])
@@ -481,6 +506,11 @@ class Cassette:
                 items = self._by_key.setdefault(item.key, [])
                 items.append(item)
                 self._cursor[item.key] = len(items)
+                self._used.add((item.key, len(items) - 1))
+            else:
+                index = self._recorded_per_key.get(item.key, 0)
+                self._recorded_per_key[item.key] = index + 1
+                self._used.add((item.key, index))
             _unsaved.add(self)
 
 

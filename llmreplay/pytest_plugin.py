@@ -34,6 +34,9 @@ MARKER = (
 _MAX_NAME = 120
 _SETTINGS = pytest.StashKey[dict[str, Any]]()
 _TOTALS = pytest.StashKey[dict[str, int]]()
+_USED = pytest.StashKey[dict[str, set[tuple[str, int]]]]()
+_PASSED = pytest.StashKey[bool]()
+PLAYED_FILE = ".llmreplay-played.json"  # what `llmreplay prune` keeps
 _COUNTS = ("played", "recorded", "live", "faults", "unused", "tokens", "written")
 
 
@@ -81,6 +84,15 @@ def pytest_configure(config: pytest.Config) -> None:
         "fail_on_unused": config.getoption("llm_fail_on_unused"),
     }
     config.stash[_TOTALS] = dict.fromkeys(_COUNTS, 0)
+    config.stash[_USED] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.stash[_PASSED] = report.passed
+    return report
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -143,7 +155,7 @@ def llm_cassette(
                     patch.setenv(name, PLACEHOLDER_KEY)
         with cassette:
             yield cassette
-    _account(request.config, cassette)
+    _account(request.config, cassette, passed=request.node.stash.get(_PASSED, False))
     if settings["fail_on_unused"] and cassette.mode.reads and cassette.unused():
         unused = "\n".join(f"  {i.request.method} {i.request.url}" for i in cassette.unused())
         pytest.fail(
@@ -154,9 +166,13 @@ def llm_cassette(
         )
 
 
-def _account(config: pytest.Config, cassette: Cassette) -> None:
+def _account(config: pytest.Config, cassette: Cassette, *, passed: bool) -> None:
     from ._usage import tokens
 
+    if passed and cassette.mode.value != "live":
+        # Only a test that ran to the end says what its cassette needs.
+        name = os.path.relpath(cassette.path, config.stash[_SETTINGS]["dir"])
+        config.stash[_USED].setdefault(name, set()).update(cassette.used())
     stats, totals = cassette.stats, config.stash[_TOTALS]
     for name in ("played", "recorded", "live", "faults", "unused"):
         totals[name] += getattr(stats, name)
@@ -193,16 +209,26 @@ def llm_faults() -> Injector:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:  # a pytest-xdist worker: hand the totals to the controller
-        workeroutput["llmreplay"] = json.dumps(session.config.stash[_TOTALS])
+    config = session.config
+    used = {name: sorted(pairs) for name, pairs in config.stash[_USED].items()}
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: hand everything to the controller
+        workeroutput["llmreplay"] = json.dumps({"totals": config.stash[_TOTALS], "used": used})
+    elif used:
+        record = config.stash[_SETTINGS]["dir"] / PLAYED_FILE
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(used, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    totals = node.config.stash[_TOTALS]
-    for name, value in json.loads(node.workeroutput.get("llmreplay", "{}")).items():
+    config = node.config
+    sent = json.loads(node.workeroutput.get("llmreplay", "{}"))
+    totals = config.stash[_TOTALS]
+    for name, value in sent.get("totals", {}).items():
         totals[name] = totals.get(name, 0) + value
+    for name, pairs in sent.get("used", {}).items():
+        config.stash[_USED].setdefault(name, set()).update(tuple(p) for p in pairs)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -1,0 +1,344 @@
+"""The ``llmreplay`` command: read, review, check, convert and tidy cassettes.
+
+Exit codes: 0 fine, 1 a finding (``verify`` found a problem, ``diff`` found a difference),
+2 bad usage or an unreadable input. ``--json`` gives machine-readable output where a
+machine would read it. Long runs over many cassettes show progress on a terminal only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import _inspect
+from ._errors import LLMReplayError
+from ._format import FORMAT_VERSION, Interaction, encode
+from ._match import KeySpec
+from ._scrub import DEFAULT_FILTER_QUERY
+from ._version import __version__
+
+PLAYED_FILE = ".llmreplay-played.json"  # written by the pytest plugin (pytest_plugin.py)
+
+
+class _Progress:
+    """``[3/97] name`` on stderr, rewritten in place; silent when stderr is not a terminal."""
+
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() and total > 1
+
+    def step(self, index: int, label: str) -> None:
+        if self.enabled:
+            self.stream.write(f"\r\x1b[K[{index}/{self.total}] {label}"[:120])
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n" if args.json else text)
+
+
+def _spec() -> KeySpec:
+    return KeySpec.build(None, (), DEFAULT_FILTER_QUERY)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    rows: list[dict[str, Any]] = []
+    for path in _inspect.cassettes(Path(args.dir)):
+        try:
+            items = _inspect.load(path)
+        except LLMReplayError as exc:
+            rows.append({"path": str(path), "error": str(exc)})
+            continue
+        stat = path.stat()
+        rows.append(
+            {
+                "path": str(path),
+                "interactions": len(items),
+                "endpoints": sorted({_inspect.endpoint(i) for i in items}),
+                "models": sorted({m for i in items if (m := _inspect.model(i))}),
+                "bytes": stat.st_size,
+                "age_seconds": round(time.time() - stat.st_mtime),
+            }
+        )
+    lines = []
+    for row in rows:
+        if "error" in row:
+            lines.append(f"{row['path']}  ERROR {row['error']}")
+            continue
+        lines.append(
+            f"{row['path']}  {row['interactions']} interaction(s)  {row['bytes']:,} B  "
+            f"{_age(row['age_seconds'])} old  {', '.join(row['endpoints'])}"
+            + (f"  [{', '.join(row['models'])}]" if row["models"] else "")
+        )
+    _out(args, rows, "\n".join(lines) + ("\n" if lines else ""))
+    return 2 if any("error" in r for r in rows) else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    items = _inspect.load(Path(args.cassette))
+    if args.key:
+        items = [i for i in items if i.key.startswith(args.key)]
+        if not items:
+            sys.stderr.write(f"llmreplay: no interaction with a key starting {args.key!r}\n")
+            return 1
+    data = [_inspect.render(i) for i in items]
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+def _by_key(items: list[Interaction]) -> dict[str, list[Interaction]]:
+    grouped: dict[str, list[Interaction]] = {}
+    for item in items:
+        grouped.setdefault(item.key, []).append(item)
+    return grouped
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    old, new = _by_key(_inspect.load(Path(args.a))), _by_key(_inspect.load(Path(args.b)))
+    changes: list[dict[str, Any]] = []
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key, []), new.get(key, [])
+        sample = (after or before)[0]
+        if not before or not after:
+            change = "added" if after else "removed"
+        elif [i.response.content for i in before] != [i.response.content for i in after] or [
+            i.response.status for i in before
+        ] != [i.response.status for i in after]:
+            change = "changed"
+        else:
+            continue
+        changes.append(
+            {
+                "change": change,
+                "key": key,
+                "endpoint": _inspect.endpoint(sample),
+                "model": _inspect.model(sample),
+                "count": [len(before), len(after)],
+            }
+        )
+    mark = {"added": "+", "removed": "-", "changed": "~"}
+    text = "".join(
+        f"{mark[c['change']]} {c['endpoint']}  key {c['key'][:16]}"
+        + (f"  [{c['model']}]" if c["model"] else "")
+        + (f"  ({c['count'][0]} -> {c['count'][1]} responses)" if c["change"] == "changed" else "")
+        + "\n"
+        for c in changes
+    )
+    _out(args, changes, text or "no differences\n")
+    return 1 if changes else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    paths = list(_inspect.cassettes(Path(args.dir)))
+    problems: list[dict[str, Any]] = []
+    progress = _Progress(len(paths))
+    for index, path in enumerate(paths, 1):
+        progress.step(index, str(path))
+        try:
+            items = _inspect.load(path)
+        except LLMReplayError as exc:
+            problems.append({"path": str(path), "problem": str(exc)})
+            continue
+        for number, item in enumerate(items):
+            for where, what, excerpt in _inspect.secrets_in(item):
+                problems.append(
+                    {
+                        "path": str(path),
+                        "interaction": number,
+                        "problem": f"{where} holds what looks like {what} ({excerpt})",
+                    }
+                )
+    progress.done()
+    text = "".join(
+        f"{p['path']}"
+        + (f" interaction {p['interaction']}" if "interaction" in p else "")
+        + f": {p['problem']}\n"
+        for p in problems
+    )
+    summary = f"verified {len(paths)} cassette(s), format version {FORMAT_VERSION}: "
+    summary += f"{len(problems)} problem(s)\n" if problems else "no problems\n"
+    _out(args, {"cassettes": len(paths), "problems": problems}, text + summary)
+    return 1 if problems else 0
+
+
+def _vcr_sources(inputs: Iterable[str]) -> list[Path]:
+    found: list[Path] = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json"))
+        else:
+            found.append(path)
+    return found
+
+
+def cmd_import_vcr(args: argparse.Namespace) -> int:
+    from ._storage import FileStorage
+    from ._vcr import load_vcr
+
+    sources = _vcr_sources(args.inputs)
+    out = Path(args.output)
+    storage = FileStorage()
+    imported: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    progress = _Progress(len(sources))
+    for index, source in enumerate(sources, 1):
+        progress.step(index, str(source))
+        try:
+            items = load_vcr(source)
+        except (LLMReplayError, OSError) as exc:
+            skipped.append({"path": str(source), "reason": str(exc)})
+            continue
+        if not items:
+            skipped.append({"path": str(source), "reason": "it holds no interactions"})
+            continue
+        target = out / (source.stem + ".msgpack")
+        storage.save(target, encode(items, _spec().describe()))
+        imported.append({"path": str(source), "cassette": str(target), "interactions": len(items)})
+    progress.done()
+    total = sum(i["interactions"] for i in imported)
+    text = "".join(f"skipped {s['path']}: {s['reason']}\n" for s in skipped)
+    text += f"imported {len(imported)} cassette(s) ({total} interactions) into {out}"
+    text += f"; skipped {len(skipped)}\n"
+    _out(args, {"imported": imported, "skipped": skipped}, text)
+    return 1 if skipped and not imported else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    data = {
+        "format": "llmreplay-cassette",
+        "version": FORMAT_VERSION,
+        "interactions": [_inspect.render(i) for i in _inspect.load(Path(args.cassette))],
+    }
+    if args.format == "yaml":
+        try:
+            import yaml
+        except ImportError:  # pragma: no cover - depends on the environment
+            sys.stderr.write(
+                "llmreplay: --format yaml needs PyYAML: pip install 'llmreplay[vcr]'\n"
+            )
+            return 2
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    else:
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_textconv(args: argparse.Namespace) -> int:
+    sys.stdout.write(_inspect.textconv(_inspect.load(Path(args.cassette))))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from ._cassette import Cassette
+
+    record = Path(args.dir) / PLAYED_FILE
+    if not record.is_file():
+        sys.stderr.write(
+            f"llmreplay: {record} not found: run the test suite in replay or auto mode first; "
+            "the pytest plugin writes there what each cassette played\n"
+        )
+        return 2
+    played: dict[str, list[list[Any]]] = json.loads(record.read_text(encoding="utf-8"))
+    removed_total, report = 0, []
+    for name, entries in sorted(played.items()):
+        path = Path(args.dir) / name
+        if not path.is_file():
+            continue
+        keep = {(key, index) for key, index in entries}
+        removed = Cassette(path, mode="replay").prune(keep, dry_run=args.dry_run)
+        if removed:
+            removed_total += removed
+            report.append({"cassette": str(path), "removed": removed})
+    verb = "would remove" if args.dry_run else "removed"
+    text = "".join(f"{r['cassette']}: {verb} {r['removed']}\n" for r in report)
+    text += f"{verb} {removed_total} unplayed interaction(s) from {len(report)} cassette(s)\n"
+    _out(args, {"dry_run": args.dry_run, "cassettes": report}, text)
+    return 0
+
+
+# -- wiring ------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmreplay", description="Read, review, check, convert and tidy llmreplay cassettes."
+    )
+    parser.add_argument("--version", action="version", version=f"llmreplay {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, func: Any, help: str, json_flag: bool = False
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = command("ls", cmd_ls, "list cassettes: interactions, endpoints, models, size, age", True)
+    p.add_argument("dir", nargs="?", default="fixtures/cassettes")
+    p = command("show", cmd_show, "print interactions as readable JSON (bodies decoded)")
+    p.add_argument("cassette")
+    p.add_argument("--key", help="only interactions whose key starts with this")
+    p = command("diff", cmd_diff, "what changed between two cassettes, by request key", True)
+    p.add_argument("a")
+    p.add_argument("b")
+    p = command(
+        "verify", cmd_verify, "check every cassette loads and holds no credentials (for CI)", True
+    )
+    p.add_argument("dir", nargs="?", default="fixtures/cassettes")
+    p = command(
+        "import-vcr", cmd_import_vcr, "convert vcrpy cassettes (YAML/JSON) to llmreplay", True
+    )
+    p.add_argument("inputs", nargs="+", metavar="FILE|DIR")
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p = command("export", cmd_export, "write a readable JSON or YAML copy of a cassette")
+    p.add_argument("cassette")
+    p.add_argument("--format", choices=("json", "yaml"), default="json")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p = command("prune", cmd_prune, "remove interactions the last test run did not play", True)
+    p.add_argument("dir", nargs="?", default="fixtures/cassettes")
+    p.add_argument("--dry-run", action="store_true", help="say what would go, change nothing")
+    p = command("textconv", cmd_textconv, "stable text of a cassette, for git diff")
+    p.add_argument("cassette")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 fine, 1 a finding, 2 bad input)."""
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except LLMReplayError as exc:
+        sys.stderr.write(f"llmreplay: {exc}\n")
+        return 2
+    except FileNotFoundError as exc:
+        sys.stderr.write(f"llmreplay: {exc.filename}: no such file\n")
+        return 2
+    return code

@@ -1,0 +1,214 @@
+"""The ``llmreplay`` command, through ``main([...])`` and once as a real process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import anthropic
+import httpx2
+import openai
+import pytest
+
+import llmreplay
+from llmreplay._cli import PLAYED_FILE, main
+from llmreplay._format import Interaction, RecordedRequest, RecordedResponse, encode
+from llmreplay._inspect import decoded
+
+ROOT = Path(__file__).parent.parent
+REALWORLD = ROOT / "fixtures" / "realworld" / "cassettes"
+EXAMPLES = ROOT / "fixtures" / "cassettes" / "examples"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("imported")
+    assert main(["import-vcr", str(REALWORLD), "-o", str(out), "--json"]) == 0
+    return out
+
+
+def test_import_vcr_imports_every_realworld_cassette(imported: Path) -> None:
+    cassettes = sorted(imported.glob("*.msgpack"))
+    assert len(cassettes) == 97
+    assert sum(len(llmreplay.cassette(p).interactions) for p in cassettes) == 115
+
+
+def _sdk_for(
+    url: str, transport: llmreplay.CassetteTransport
+) -> openai.OpenAI | anthropic.Anthropic:
+    parts = urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}"
+    http = httpx2.Client(transport=transport)
+    if "anthropic" in parts.netloc:
+        return anthropic.Anthropic(api_key="k", base_url=base, max_retries=0, http_client=http)
+    return openai.OpenAI(api_key="k", base_url=base, max_retries=0, http_client=http)
+
+
+def test_every_imported_request_replays_through_the_real_sdks(imported: Path) -> None:
+    for path in sorted(imported.glob("*.msgpack")):
+        cas = llmreplay.cassette(path)
+        for item in cas.interactions:
+            client = _sdk_for(item.request.url, cas.transport())
+            parts = urlsplit(item.request.url)
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            body = json.loads(item.request.body) if item.request.body else None
+            expected = decoded(item.response.content, item.response.headers)
+            if item.response.status >= 400:
+                with pytest.raises((openai.APIStatusError, anthropic.APIStatusError)) as info:
+                    client.post(target, cast_to=httpx2.Response, body=body)
+                assert isinstance(info.value, openai.APIStatusError | anthropic.APIStatusError)
+                assert info.value.status_code == item.response.status
+            else:
+                response = client.post(target, cast_to=httpx2.Response, body=body)
+                assert response.content == expected, path.name
+            client.close()
+        assert cas.stats.unused == 0, path.name
+
+
+def test_ls_show_export_textconv(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = _run(capsys, "ls", str(EXAMPLES), "--json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 7
+    summarize = next(r for r in rows if r["path"].endswith("test_summarize.msgpack"))
+    assert summarize["endpoints"] == ["POST /v1/chat/completions"]
+    assert summarize["models"] == ["gpt-4o-mini"]
+    code, out, _ = _run(capsys, "ls", str(EXAMPLES))
+    assert "1 interaction(s)" in out and "[claude-opus-4-6]" in out
+
+    stream = EXAMPLES / "test_app" / "test_stream_story.msgpack"
+    code, out, _ = _run(capsys, "show", str(stream))
+    (shown,) = json.loads(out)
+    assert shown["request"]["body"]["stream"] is True
+    assert shown["response"]["stream"]["text"].startswith("data: {")
+    key = shown["key"][:10]
+    assert json.loads(_run(capsys, "show", str(stream), "--key", key)[1])[0]["key"] == shown["key"]
+    assert _run(capsys, "show", str(stream), "--key", "nope")[0] == 1
+
+    export = tmp_path / "copy.yaml"
+    assert _run(capsys, "export", str(stream), "--format", "yaml", "-o", str(export))[0] == 0
+    assert "llmreplay-cassette" in export.read_text()
+    code, out, _ = _run(capsys, "export", str(stream))
+    assert json.loads(out)["interactions"][0]["key"] == shown["key"]
+
+    code, first, _ = _run(capsys, "textconv", str(stream))
+    assert first.startswith("=== POST /v1/chat/completions")
+    assert "recorded_at" not in first  # stable across re-recordings
+    assert _run(capsys, "textconv", str(stream))[1] == first
+
+
+def test_binary_bodies_are_summarised(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "audio.msgpack"
+    item = Interaction(
+        "k" * 64,
+        RecordedRequest("POST", "https://api.openai.com/v1/audio/speech", [], b"{}"),
+        RecordedResponse(200, [("content-type", "audio/mpeg")], body=bytes(range(256))),
+    )
+    path.write_bytes(encode([item], {}))
+    (shown,) = json.loads(_run(capsys, "show", str(path))[1])
+    assert shown["response"]["body"].startswith("<audio/mpeg: 256 bytes, sha256 ")
+
+
+def test_diff_by_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    a = EXAMPLES / "test_app" / "test_summarize.msgpack"
+    b = EXAMPLES / "test_app" / "test_embed.msgpack"
+    assert _run(capsys, "diff", str(a), str(a)) == (0, "no differences\n", "")
+    code, out, _ = _run(capsys, "diff", str(a), str(b), "--json")
+    assert code == 1
+    assert sorted(c["change"] for c in json.loads(out)) == ["added", "removed"]
+    code, out, _ = _run(capsys, "diff", str(a), str(b))
+    assert out.startswith("+ POST /v1/embeddings") or "- POST /v1/chat/completions" in out
+
+
+def test_verify_passes_clean_cassettes_and_catches_planted_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    shutil.copytree(EXAMPLES, tmp_path / "clean")
+    code, out, _ = _run(capsys, "verify", str(tmp_path / "clean"))
+    assert code == 0 and "7 cassette(s), format version 1: no problems" in out
+
+    planted = [
+        ("body", b'{"note": "sk-proj-abcdefghijklmnopqrstuvwx1234"}', []),
+        ("anthropic", b'{"k": "sk-ant-api03-abcdefghijklmnopqrstuv"}', []),
+        ("bearer", b"{}", [("x-forwarded-auth", "Bearer abcdefghijklmnopqrstuvwxyz")]),
+        ("azure", b"{}", [("api-key", "0123456789abcdef0123456789abcdef")]),
+    ]
+    for name, body, headers in planted:
+        item = Interaction(
+            "k" * 64,
+            RecordedRequest("POST", "https://x/v1/chat/completions", headers, body),
+            RecordedResponse(200, [], body=b"{}"),
+        )
+        (tmp_path / "dirty" / f"{name}.msgpack").parent.mkdir(exist_ok=True)
+        (tmp_path / "dirty" / f"{name}.msgpack").write_bytes(encode([item], {}))
+    (tmp_path / "dirty" / "broken.msgpack").write_bytes(b"\x93\x01")
+    code, out, _ = _run(capsys, "verify", str(tmp_path / "dirty"), "--json")
+    report = json.loads(out)
+    assert code == 1
+    flagged = {Path(p["path"]).stem for p in report["problems"]}
+    assert flagged == {"body", "anthropic", "bearer", "azure", "broken"}
+    assert all("abcdefghijklmnop" not in p["problem"] for p in report["problems"])
+
+
+def test_prune_removes_what_the_last_run_did_not_play(
+    pytester: pytest.Pytester, server: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)  # type: ignore[attr-defined]
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_calls(llm_client):
+            for word in os.environ.get("WORDS", "a b").split():
+                llm_client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": word}])
+        """
+    )
+    pytester.runpytest("--llm-mode=record").assert_outcomes(passed=1)
+    monkeypatch.setenv("WORDS", "a")
+    pytester.runpytest().assert_outcomes(passed=1)
+    folder = pytester.path / "fixtures" / "cassettes"
+    cassette = folder / "test_prune_removes_what_the_last_run_did_not_play" / "test_calls.msgpack"
+    assert json.loads((folder / PLAYED_FILE).read_text())
+    assert main(["prune", str(folder), "--dry-run"]) == 0
+    assert len(llmreplay.cassette(cassette).interactions) == 2
+    assert main(["prune", str(folder)]) == 0
+    (left,) = llmreplay.cassette(cassette).interactions
+    assert b'"content":"a"' in left.request.body
+
+
+def test_errors_and_exit_codes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert _run(capsys, "show", str(tmp_path / "missing.msgpack"))[0] == 2
+    (tmp_path / "bad.msgpack").write_bytes(b"garbage")
+    code, _, err = _run(capsys, "show", str(tmp_path / "bad.msgpack"))
+    assert code == 2 and "bad.msgpack" in err and "Traceback" not in err
+    assert _run(capsys, "prune", str(tmp_path))[0] == 2
+    (tmp_path / "notvcr.yaml").write_text("just: text\n")
+    code, out, _ = _run(capsys, "import-vcr", str(tmp_path / "notvcr.yaml"), "-o", str(tmp_path))
+    assert code == 1 and "skipped" in out
+    with pytest.raises(SystemExit) as usage:
+        main(["no-such-command"])
+    assert usage.value.code == 2
+
+
+def test_as_a_real_process() -> None:
+    helped = subprocess.run(
+        [sys.executable, "-m", "llmreplay", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("ls", "show", "diff", "verify", "import-vcr", "export", "prune", "textconv"):
+        assert command in helped.stdout
+    script = Path(sys.executable).parent / "llmreplay"
+    listed = subprocess.run(
+        [str(script), "verify", str(EXAMPLES)], capture_output=True, text=True, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "no problems" in listed.stdout
