@@ -212,3 +212,22 @@ def test_as_a_real_process() -> None:
     )
     assert listed.returncode == 0, listed.stderr
     assert "no problems" in listed.stdout
+
+
+def test_progress_shows_on_a_terminal_and_stays_quiet_when_piped() -> None:
+    import io
+
+    from llmreplay._cli import _Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    shown, piped = Terminal(), io.StringIO()
+    for stream in (shown, piped):
+        progress = _Progress(3, stream)
+        for index in range(1, 4):
+            progress.step(index, f"cassette-{index}")
+        progress.done()
+    assert "[3/3] cassette-3" in shown.getvalue()
+    assert piped.getvalue() == ""

@@ -1,0 +1,154 @@
+"""Reliability: a killed writer never corrupts a cassette; the loader survives any bytes."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import llmreplay
+from llmreplay._format import Interaction, RecordedRequest, RecordedResponse, decode, encode
+
+WRITER = """
+import os, sys, time, httpx2, llmreplay
+path = sys.argv[1]
+if sys.argv[3:] == ["stall-in-save"]:  # hold every save between write and rename
+    real_fsync = os.fsync
+    def fsync(fd):
+        real_fsync(fd)
+        print("saving", flush=True)
+        time.sleep(30)
+    os.fsync = fsync
+body = b"x" * 20000
+def answer(request):
+    return httpx2.Response(200, content=body + request.content)
+cas = llmreplay.cassette(path, mode="auto")
+client = httpx2.Client(transport=cas.transport(httpx2.MockTransport(answer)))
+print("ready", flush=True)
+n = 0
+while True:
+    n += 1
+    client.post("https://api.openai.com/v1/x", content=str(n).encode() + sys.argv[2].encode())
+    cas.save()
+"""
+
+
+def test_sigkill_at_random_moments_never_corrupts(tmp_path: Path) -> None:
+    path = tmp_path / "killed.msgpack"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    rng = random.Random(1234)
+    sizes = []
+    for round_ in range(6):
+        process = subprocess.Popen(
+            [sys.executable, str(script), str(path), f"-r{round_}"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.4))
+        process.kill()  # SIGKILL on POSIX: no cleanup, no atexit
+        process.wait(timeout=10)
+        process.stdout.close()
+        # Whatever moment it died at, the file is the old cassette or the new one.
+        interactions = llmreplay.cassette(path).interactions
+        sizes.append(len(interactions))
+        assert all(i.response.body and i.response.body.startswith(b"x" * 100) for i in interactions)
+    assert sizes == sorted(sizes) and sizes[-1] > 0
+    leftovers = [
+        p.name for p in tmp_path.iterdir() if p.name not in ("killed.msgpack", "writer.py")
+    ]
+    # A temporary file may survive a kill mid-save; it never replaces the cassette.
+    assert all(name.startswith(".killed.msgpack.") for name in leftovers)
+
+    # And one kill that certainly lands inside a save, after the new bytes are written
+    # but before they replace the old file: the old cassette is what remains.
+    before = path.read_bytes()
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(path), "-stall", "stall-in-save"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    assert process.stdout.readline().strip() == "saving"
+    process.kill()
+    process.wait(timeout=10)
+    process.stdout.close()
+    assert path.read_bytes() == before
+    assert any(p.name.startswith(".killed.msgpack.") for p in tmp_path.iterdir())
+
+
+def _valid() -> bytes:
+    items = [
+        Interaction(
+            "k" * 64,
+            RecordedRequest("POST", "https://api.openai.com/v1/x", [("a", "b")], b'{"q":1}'),
+            RecordedResponse(200, [("content-type", "text/event-stream")], chunks=[b"data: 1\n\n"]),
+            "2026-01-01T00:00:00Z",
+            1.0,
+            [0.5],
+        ),
+        Interaction(
+            "j" * 64,
+            RecordedRequest("GET", "https://api.openai.com/v1/models", [], b""),
+            RecordedResponse(200, [], body=b"{}"),
+        ),
+    ]
+    return encode(items, {"match_on": ["method"]})
+
+
+VALID = _valid()
+
+
+def _survives(data: bytes) -> None:
+    try:
+        decode(data, "fuzz.msgpack")
+    except llmreplay.CassetteError as exc:
+        assert exc.path == "fuzz.msgpack"
+
+
+@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048))
+def test_random_bytes_only_ever_raise_cassette_error(data: bytes) -> None:
+    _survives(data)
+
+
+@settings(max_examples=300, deadline=2000)
+@given(st.integers(min_value=0, max_value=len(VALID) - 1))
+def test_every_truncation_is_refused(cut: int) -> None:
+    try:
+        decode(VALID[:cut], "fuzz.msgpack")
+    except llmreplay.CassetteError:
+        return
+    raise AssertionError(f"a cassette truncated at {cut} bytes loaded")
+
+
+@settings(max_examples=500, deadline=2000)
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=len(VALID) - 1), st.integers(0, 255)),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_mutated_cassettes_load_or_raise_cassette_error(edits: list[tuple[int, int]]) -> None:
+    data = bytearray(VALID)
+    for position, value in edits:
+        data[position] = value
+    _survives(bytes(data))
+
+
+@settings(max_examples=200, deadline=2000)
+@given(st.integers(min_value=2**20, max_value=2**32 - 1))
+def test_huge_declared_lengths_allocate_nothing(length: int) -> None:
+    # A header claiming a gigabyte string in a tiny file must not allocate a gigabyte.
+    data = b"\xdb" + length.to_bytes(4, "big") + b"abc"
+    _survives(data)
+    _survives(msgpack.packb({"format": "llmreplay-cassette", "version": 1})[:-1] + data)
