@@ -9,6 +9,20 @@ from __future__ import annotations
 
 from . import faults
 from ._cassette import Cassette, Stats, cassette
+from ._clients import (
+    AzureClient,
+    ClientConfig,
+    LLMCall,
+    OpenAIClient,
+    Reply,
+    RetryPolicy,
+    client,
+    force_api_cache,
+    force_api_type,
+    force_default_value,
+    get_embedding,
+    register_client,
+)
 from ._errors import (
     CassetteError,
     CassetteMiss,
@@ -21,30 +35,44 @@ from ._format import FORMAT_VERSION, Interaction, RecordedRequest, RecordedRespo
 from ._match import MatchPart
 from ._modes import Mode
 from ._storage import FileStorage, Storage
+from ._tokens import count_tokens
 from ._transport import CassetteTransport
 from ._version import __version__
 
 __all__ = [
     "FORMAT_VERSION",
+    "AzureClient",
     "Cassette",
     "CassetteError",
     "CassetteMiss",
     "CassetteTransport",
+    "ClientConfig",
     "ConfigError",
     "FileStorage",
     "Interaction",
     "InvalidRequestError",
+    "LLMCall",
     "LLMReplayError",
     "MatchPart",
     "Mode",
     "NonTerminalError",
+    "OpenAIClient",
     "RecordedRequest",
     "RecordedResponse",
+    "Reply",
+    "RetryPolicy",
     "Stats",
     "Storage",
     "__version__",
     "cassette",
+    "client",
+    "count_tokens",
     "faults",
+    "force_api_cache",
+    "force_api_type",
+    "force_default_value",
+    "get_embedding",
+    "register_client",
 ]
 
 for _name in __all__:

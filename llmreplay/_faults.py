@@ -92,8 +92,9 @@ _ANTHROPIC_TYPES = {
 class HTTPFault(Fault):
     """An error response in the provider's own shape.
 
-    ``retry_after_ms`` (default 1) and ``retry_after`` (seconds) become the headers the
-    SDKs honour; terminal statuses (4xx but 408/409/429) say ``x-should-retry: false``.
+    ``retry_after_ms`` (default 1) or, when given instead, ``retry_after`` (seconds) become
+    the header the SDKs honour; terminal statuses (4xx but 408/409/429) say
+    ``x-should-retry: false``.
     """
 
     def __init__(
@@ -109,7 +110,9 @@ class HTTPFault(Fault):
         self.status = status
         self.message = message or f"llmreplay simulated error {status}"
         self.terminal = status < 500 and status not in (408, 409, 429)
-        self.retry_after_ms = None if self.terminal else retry_after_ms
+        # retry-after-ms outranks retry-after in both SDKs: send only the one asked for.
+        explicit_seconds = retry_after is not None
+        self.retry_after_ms = None if self.terminal or explicit_seconds else retry_after_ms
         self.retry_after = (
             retry_after
             if retry_after is not None

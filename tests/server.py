@@ -48,6 +48,10 @@ def vector(text: str, dims: int = 8) -> list[float]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body in one segment, and no Nagle: otherwise every reply waits ~40 ms
+    # for a delayed ACK, which would drown what the benchmarks measure.
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -57,6 +61,10 @@ class _Handler(BaseHTTPRequestHandler):
         # The client hanging up mid-stream is the client's business.
         with contextlib.suppress(ConnectionResetError, BrokenPipeError):
             super().handle()
+
+    def finish(self) -> None:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            super().finish()
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -75,6 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        self.wfile.flush()
 
     def _send_stream(self, events: list[bytes]) -> None:
         cut_after = int(self.headers.get("x-test-cut-after", "-1"))
@@ -129,6 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("content-length", str(len(audio)))
             self.end_headers()
             self.wfile.write(audio)
+            self.wfile.flush()
         else:
             self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
 
@@ -147,6 +157,26 @@ class _Handler(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": 10, "completion_tokens": len(text.split()), "total_tokens": 0}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         base = {"id": "chatcmpl-test", "created": 1700000000, "model": model}
+        text = _formatted(text, body.get("response_format"))
+        tools = body.get("tools") or []
+        if tools and not body.get("stream"):
+            name = tools[0]["function"]["name"]
+            call = {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps({"text": text})},
+            }
+            message = {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None}
+            choice = {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls",
+                "logprobs": None,
+            }
+            self._send_json(
+                200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
+            )
+            return
         if not body.get("stream"):
             message = {"role": "assistant", "content": text, "refusal": None}
             choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
@@ -265,6 +295,23 @@ class _Handler(BaseHTTPRequestHandler):
             {"type": "message_stop"},
         ]
         self._send_stream([_data(e, event=e["type"]) for e in events])
+
+
+def _formatted(text: str, response_format: Any) -> str:
+    """The reply as JSON when the request asked for it: each schema property gets a value."""
+    if not isinstance(response_format, dict):
+        return text
+    if response_format.get("type") == "json_object":
+        return json.dumps({"echo": text})
+    if response_format.get("type") != "json_schema":
+        return text
+    schema = response_format["json_schema"].get("schema", {})
+    samples = {"string": text, "integer": len(text), "number": 1.5, "boolean": True, "array": []}
+    values = {
+        name: samples.get(spec.get("type", "string"), text)
+        for name, spec in schema.get("properties", {}).items()
+    }
+    return json.dumps(values)
 
 
 def _pieces(text: str) -> list[str]:

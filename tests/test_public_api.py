@@ -29,6 +29,37 @@ def test_design_names_for_the_core_import() -> None:
     assert isinstance(cas.stats, llmreplay.Stats)
 
 
+def test_design_names_for_the_client_layer_import() -> None:
+    names = (
+        "client",
+        "OpenAIClient",
+        "AzureClient",
+        "register_client",
+        "force_api_type",
+        "force_api_cache",
+        "force_default_value",
+        "LLMCall",
+        "get_embedding",
+        "count_tokens",
+        "InvalidRequestError",
+        "NonTerminalError",
+    )
+    assert [name for name in names if not hasattr(llmreplay, name)] == []
+    assert callable(llmreplay.OpenAIClient().send_message)
+
+
+def test_importing_llmreplay_loads_no_optional_package() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, llmreplay; print(sorted(m for m in ('openai', 'anthropic', 'tiktoken', "
+        "'jinja2', 'vcr', 'yaml') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_exported_classes_read_as_llmreplay_in_tracebacks() -> None:
     assert llmreplay.CassetteMiss.__module__ == "llmreplay"
     assert repr(llmreplay.Mode.AUTO) == "<Mode.AUTO: 'auto'>"

@@ -1,0 +1,36 @@
+"""Client-layer tests start from a clean slate: no forced settings, no shared clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import llmreplay._clients
+
+
+@pytest.fixture(autouse=True)
+def _fresh_client_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.chdir(tmp_path)  # no stray config.ini / pyproject.toml from the repo
+    llmreplay._clients.reset()
+    yield
+    llmreplay._clients.reset()
+
+
+class FakeClock:
+    """Records the waits the code asks for instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
