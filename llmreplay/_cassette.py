@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 _T = TypeVar("_T", httpx2.BaseTransport, httpx2.AsyncBaseTransport)
 
 # Used when no API key is configured: replay needs none, and a real server refuses it.
-PLACEHOLDER_KEY = "sk-llmreplay-placeholder"
+PLACEHOLDER_KEY = "sk-llmreplay-no-key"
 
 
 @dataclass

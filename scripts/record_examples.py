@@ -29,8 +29,8 @@ class _LoopbackUpstream:
         monkeypatch.setenv("OPENAI_BASE_URL", self.origin + "/v1")
         monkeypatch.setenv("ANTHROPIC_BASE_URL", self.origin)
         # The loopback server takes any key; these never reach a cassette anyway.
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-recording-key")
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-loopback-recording-key")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-only")
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-loopback")
 
 
 def main() -> int:

@@ -18,6 +18,7 @@ import llmreplay
 from llmreplay._cli import PLAYED_FILE, main
 from llmreplay._format import Interaction, RecordedRequest, RecordedResponse, encode
 from llmreplay._inspect import decoded
+from tests.helpers import fake_key
 
 ROOT = Path(__file__).parent.parent
 REALWORLD = ROOT / "fixtures" / "realworld" / "cassettes"
@@ -137,8 +138,8 @@ def test_verify_passes_clean_cassettes_and_catches_planted_keys(
     assert code == 0 and "7 cassette(s), format version 1: no problems" in out
 
     planted = [
-        ("body", b'{"note": "sk-proj-abcdefghijklmnopqrstuvwx1234"}', []),
-        ("anthropic", b'{"k": "sk-ant-api03-abcdefghijklmnopqrstuv"}', []),
+        ("body", b'{"note": "%s"}' % fake_key("sk-proj-").encode(), []),
+        ("anthropic", b'{"k": "%s"}' % fake_key("sk-ant-api03-").encode(), []),
         ("bearer", b"{}", [("x-forwarded-auth", "Bearer abcdefghijklmnopqrstuvwxyz")]),
         ("azure", b"{}", [("api-key", "0123456789abcdef0123456789abcdef")]),
     ]
@@ -156,7 +157,7 @@ def test_verify_passes_clean_cassettes_and_catches_planted_keys(
     assert code == 1
     flagged = {Path(p["path"]).stem for p in report["problems"]}
     assert flagged == {"body", "anthropic", "bearer", "azure", "broken"}
-    assert all("abcdefghijklmnop" not in p["problem"] for p in report["problems"])
+    assert all("0123456789abcdef" not in p["problem"] for p in report["problems"])
 
 
 def test_prune_removes_what_the_last_run_did_not_play(

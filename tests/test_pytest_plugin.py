@@ -10,6 +10,7 @@ import pytest
 
 from llmreplay import Mode
 from llmreplay.pytest_plugin import cassette_path
+from tests.helpers import fake_key
 from tests.server import LoopbackServer
 
 CHAT = """
@@ -40,8 +41,8 @@ def test_anthropic_is_captured(llm_cassette):
 def upstream(server: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> LoopbackServer:
     monkeypatch.setenv("OPENAI_BASE_URL", server.url)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.origin)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-plugin-0123456789")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-plugin-0123456789")
+    monkeypatch.setenv("OPENAI_API_KEY", fake_key("sk-"))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", fake_key("sk-ant-"))
     return server
 
 

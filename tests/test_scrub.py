@@ -11,12 +11,12 @@ import pytest
 
 import llmreplay
 from llmreplay._format import Interaction
-from tests.helpers import close, resolve
+from tests.helpers import close, fake_key, resolve
 from tests.server import LoopbackServer
 
 pytestmark = pytest.mark.anyio
-OPENAI_KEY = "sk-proj-TESTONLY0123456789abcdefghijklmnop"
-ANTHROPIC_KEY = "sk-ant-api03-TESTONLY0123456789abcdefghij"
+OPENAI_KEY = fake_key("sk-proj-")
+ANTHROPIC_KEY = fake_key("sk-ant-api03-")
 AZURE_KEY = "0123456789abcdef0123456789abcdef"
 
 

@@ -11,11 +11,12 @@ import vcr
 
 import llmreplay
 import llmreplay.vcr
+from tests.helpers import fake_key
 from tests.server import LoopbackServer
 
 
 def _ask(base_url: str) -> str:
-    client = openai.OpenAI(api_key="sk-vcr-test-0123456789abcdef", base_url=base_url, max_retries=0)
+    client = openai.OpenAI(api_key=fake_key("sk-"), base_url=base_url, max_retries=0)
     reply = client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "via vcrpy"}]
     )
@@ -29,7 +30,7 @@ def test_vcrpy_round_trip_in_msgpack(tmp_path: Path, server: LoopbackServer) -> 
     with my_vcr.use_cassette(str(path), serializer="llmreplay", record_mode="once"):
         recorded = _ask(server.url)
     assert path.read_bytes()[:1] == b"\x84"  # a msgpack map, not YAML text
-    assert b"sk-vcr-test" not in path.read_bytes()
+    assert fake_key("sk-").encode() not in path.read_bytes()
     server.stop()
 
     with my_vcr.use_cassette(str(path), serializer="llmreplay", record_mode="none") as cas:

@@ -8,11 +8,11 @@ import anthropic
 import pytest
 
 import llmreplay
-from tests.helpers import close, collect, resolve
+from tests.helpers import close, collect, fake_key, resolve
 from tests.server import LoopbackServer
 
 pytestmark = pytest.mark.anyio
-KEY = "sk-ant-test-0123456789abcdef"
+KEY = fake_key("sk-ant-")
 MODEL = "claude-opus-4-6"
 
 

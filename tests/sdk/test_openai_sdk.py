@@ -10,11 +10,11 @@ import openai
 import pytest
 
 import llmreplay
-from tests.helpers import close, collect, resolve
+from tests.helpers import close, collect, fake_key, resolve
 from tests.server import LoopbackServer
 
 pytestmark = pytest.mark.anyio
-KEY = "sk-test-openai-0123456789abcdef"
+KEY = fake_key("sk-")
 MESSAGES: Any = [{"role": "user", "content": "Say this is a test"}]
 
 
