@@ -10,6 +10,7 @@ what this run recorded, and keeps keys this run did not touch.
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
 import sys
 import threading
@@ -248,37 +249,28 @@ class Cassette:
             wrapper = CassetteTransport(self, upstream)
         return wrapper
 
+    def _sdk_client(self, module: str, name: str, key_env: str, kwargs: dict[str, Any]) -> Any:
+        sdk = importlib.import_module(module)
+        kwargs.setdefault("api_key", os.environ.get(key_env) or PLACEHOLDER_KEY)
+        http = httpx2.AsyncClient if name.startswith("Async") else httpx2.Client
+        kwargs.setdefault("http_client", http(transport=self.transport()))
+        return getattr(sdk, name)(**kwargs)
+
     def openai_client(self, **kwargs: Any) -> openai.OpenAI:
         """An ``openai.OpenAI`` whose requests go through this cassette."""
-        import openai
-
-        kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY)
-        kwargs.setdefault("http_client", httpx2.Client(transport=self.transport()))
-        return openai.OpenAI(**kwargs)
+        return self._sdk_client("openai", "OpenAI", "OPENAI_API_KEY", kwargs)  # type: ignore[no-any-return]
 
     def async_openai_client(self, **kwargs: Any) -> openai.AsyncOpenAI:
         """An ``openai.AsyncOpenAI`` whose requests go through this cassette."""
-        import openai
-
-        kwargs.setdefault("api_key", os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY)
-        kwargs.setdefault("http_client", httpx2.AsyncClient(transport=self.transport()))
-        return openai.AsyncOpenAI(**kwargs)
+        return self._sdk_client("openai", "AsyncOpenAI", "OPENAI_API_KEY", kwargs)  # type: ignore[no-any-return]
 
     def anthropic_client(self, **kwargs: Any) -> anthropic.Anthropic:
         """An ``anthropic.Anthropic`` whose requests go through this cassette."""
-        import anthropic
-
-        kwargs.setdefault("api_key", os.environ.get("ANTHROPIC_API_KEY") or PLACEHOLDER_KEY)
-        kwargs.setdefault("http_client", httpx2.Client(transport=self.transport()))
-        return anthropic.Anthropic(**kwargs)
+        return self._sdk_client("anthropic", "Anthropic", "ANTHROPIC_API_KEY", kwargs)  # type: ignore[no-any-return]
 
     def async_anthropic_client(self, **kwargs: Any) -> anthropic.AsyncAnthropic:
         """An ``anthropic.AsyncAnthropic`` whose requests go through this cassette."""
-        import anthropic
-
-        kwargs.setdefault("api_key", os.environ.get("ANTHROPIC_API_KEY") or PLACEHOLDER_KEY)
-        kwargs.setdefault("http_client", httpx2.AsyncClient(transport=self.transport()))
-        return anthropic.AsyncAnthropic(**kwargs)
+        return self._sdk_client("anthropic", "AsyncAnthropic", "ANTHROPIC_API_KEY", kwargs)  # type: ignore[no-any-return]
 
     # -- what happened -------------------------------------------------------------------
 

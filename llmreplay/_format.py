@@ -23,6 +23,8 @@ apply to it and recompute them.
 from __future__ import annotations
 
 import gc
+import gzip
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,20 @@ def encode(interactions: list[Interaction], match: dict[str, list[str]]) -> byte
         "interactions": [_to_map(item) for item in interactions],
     }
     return msgpack.packb(document, use_bin_type=True)
+
+
+def decompressed(body: bytes, encoding: str, *, sniff: bool = False) -> bytes:
+    """``body`` without its ``content-encoding`` (gzip or deflate); as it is when that
+    fails. ``sniff`` also unpacks gzip bytes that lost their header (stripped recordings)."""
+    encoding = encoding.lower()
+    try:
+        if encoding == "gzip" or (sniff and body[:2] == b"\x1f\x8b"):
+            return gzip.decompress(body)
+        if encoding == "deflate":
+            return zlib.decompress(body)
+    except (OSError, zlib.error, EOFError):
+        pass
+    return body
 
 
 class _Invalid(Exception):

@@ -6,17 +6,15 @@ the replay path.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import re
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._format import Headers, Interaction, decode
+from ._format import Headers, Interaction, decode, decompressed
 
 # What credentials look like; matched on every header, URL and decoded body.
 SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
@@ -53,15 +51,7 @@ def _header(headers: Headers, name: str) -> str:
 
 def decoded(body: bytes, headers: Headers) -> bytes:
     """``body`` without its ``content-encoding`` (gzip, deflate); as is if that fails."""
-    encoding = _header(headers, "content-encoding").lower()
-    try:
-        if encoding == "gzip" or body[:2] == b"\x1f\x8b":
-            return gzip.decompress(body)
-        if encoding == "deflate":
-            return zlib.decompress(body)
-    except (OSError, zlib.error, EOFError):
-        pass
-    return body
+    return decompressed(body, _header(headers, "content-encoding"), sniff=True)
 
 
 def readable(body: bytes, headers: Headers) -> Any:

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import gzip
 import hashlib
 import json
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -29,6 +27,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from ._errors import ConfigError
+from ._format import decompressed
 
 DEFAULT_MATCH_ON = ("method", "path", "query", "body")
 
@@ -155,22 +154,9 @@ def _drop_path(obj: Any, path: Sequence[str]) -> None:
         _drop_path(obj[path[0]], path[1:])
 
 
-def _decoded(request: RequestView) -> bytes:
-    body = request.body
-    encoding = request.header("content-encoding").lower()
-    try:
-        if encoding == "gzip":
-            return gzip.decompress(body)
-        if encoding == "deflate":
-            return zlib.decompress(body)
-    except (OSError, zlib.error, EOFError):
-        pass
-    return body
-
-
 def canonical_body(request: RequestView, ignore: Iterable[str] = ()) -> bytes:
     """The body as it takes part in the key (see the module docstring)."""
-    body = _decoded(request)
+    body = decompressed(request.body, request.header("content-encoding"))
     content_type = request.header("content-type")
     if content_type.startswith("multipart/") and "boundary=" in content_type:
         boundary = content_type.split("boundary=", 1)[1].split(";", 1)[0].strip().strip('"')

@@ -9,12 +9,11 @@ largest value of each count over all events is taken.
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 from typing import Any
 
 from ._format import Interaction
+from ._inspect import decoded
 
 _COUNTS = ("total_tokens", "input_tokens", "output_tokens", "prompt_tokens", "completion_tokens")
 
@@ -40,17 +39,7 @@ def _total(seen: dict[str, int]) -> int:
 
 def tokens(item: Interaction) -> int:
     """The tokens ``item``'s response says it used; 0 when it says nothing readable."""
-    body = item.response.content
-    encoding = next(
-        (v.lower() for k, v in item.response.headers if k.lower() == "content-encoding"), ""
-    )
-    try:
-        if encoding == "gzip" or body[:2] == b"\x1f\x8b":
-            body = gzip.decompress(body)
-        elif encoding == "deflate":
-            body = zlib.decompress(body)
-    except (OSError, zlib.error, EOFError):
-        return 0
+    body = decoded(item.response.content, item.response.headers)
     seen: dict[str, int] = {}
     if item.response.chunks is None:
         try:

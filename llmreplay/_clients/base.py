@@ -322,6 +322,13 @@ def _reply(completion: Any, response_format: Any) -> Reply:
     )
 
 
+def _kwargs(request: Mapping[str, Any], response_format: Any) -> dict[str, Any]:
+    kwargs = dict(request)  # a copy: the request itself stays as it was for the next attempt
+    if response_format is not None:
+        kwargs["response_format"] = response_format
+    return kwargs
+
+
 def _send(
     sdk: openai.OpenAI,
     request: Mapping[str, Any],
@@ -329,9 +336,7 @@ def _send(
     stream: bool,
     on_chunk: Callable[[str], None] | None,
 ) -> Reply:
-    kwargs: dict[str, Any] = dict(request)
-    if response_format is not None:
-        kwargs["response_format"] = response_format
+    kwargs = _kwargs(request, response_format)
     if stream:
         with sdk.chat.completions.stream(**kwargs) as events:
             for event in events:
@@ -350,9 +355,7 @@ async def _asend(
     stream: bool,
     on_chunk: Callable[[str], None] | None,
 ) -> Reply:
-    kwargs: dict[str, Any] = dict(request)
-    if response_format is not None:
-        kwargs["response_format"] = response_format
+    kwargs = _kwargs(request, response_format)
     if stream:
         async with sdk.chat.completions.stream(**kwargs) as events:
             async for event in events:
