@@ -110,7 +110,10 @@ def _safe(name: str) -> str:
 
 def cassette_path(item: pytest.Item, directory: Path) -> Path:
     """``<dir>/<test module path>/<Class.>test_name.msgpack``, safe on every OS."""
-    module = Path(item.path).relative_to(item.config.rootpath).with_suffix("")
+    try:
+        module = Path(item.path).relative_to(item.config.rootpath).with_suffix("")
+    except ValueError:  # a test file outside the rootdir: its name alone
+        module = Path(Path(item.path).stem)
     parts = item.nodeid.split("::")[1:]
     return directory.joinpath(*map(_safe, module.parts)) / (_safe(".".join(parts)) + ".msgpack")
 
@@ -171,7 +174,10 @@ def _account(config: pytest.Config, cassette: Cassette, *, passed: bool) -> None
 
     if passed and cassette.mode.value != "live":
         # Only a test that ran to the end says what its cassette needs.
-        name = os.path.relpath(cassette.path, config.stash[_SETTINGS]["dir"])
+        try:
+            name = os.path.relpath(cassette.path, config.stash[_SETTINGS]["dir"])
+        except ValueError:  # another drive on Windows: keep the absolute path
+            name = str(Path(cassette.path).resolve())
         config.stash[_USED].setdefault(name, set()).update(cassette.used())
     stats, totals = cassette.stats, config.stash[_TOTALS]
     for name in ("played", "recorded", "live", "faults", "unused"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
+import pytest
+
 import llmreplay
 
 
@@ -48,12 +50,14 @@ def test_design_names_for_the_client_layer_import() -> None:
     assert callable(llmreplay.OpenAIClient().send_message)
 
 
-def test_importing_llmreplay_loads_no_optional_package() -> None:
+@pytest.mark.parametrize("module", ["llmreplay", "llmreplay.pytest_plugin"])
+def test_importing_loads_no_optional_package(module: str) -> None:
+    # The plugin loads in every pytest run of every project that installs llmreplay.
     import subprocess
     import sys
 
     code = (
-        "import sys, llmreplay; print(sorted(m for m in ('openai', 'anthropic', 'tiktoken', "
+        f"import sys, {module}; print(sorted(m for m in ('openai', 'anthropic', 'tiktoken', "
         "'jinja2', 'vcr', 'yaml') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

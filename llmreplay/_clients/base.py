@@ -289,16 +289,19 @@ class BaseClient:
         model = self._deployment(model or self.config.embedding_model)
         sdk = self.sdk()
         result = self._call_sync(lambda: sdk.embeddings.create(model=model, input=text))
-        vectors = [item.embedding for item in result.data]
-        return vectors[0] if isinstance(text, str) else vectors
+        return _vectors(result, text)
 
     async def aget_embedding(self, text: str | list[str], model: str | None = None) -> Any:
         """``get_embedding`` for async code."""
         model = self._deployment(model or self.config.embedding_model)
         sdk = self.sdk(asynchronous=True)
         result = await self._call_async(lambda: sdk.embeddings.create(model=model, input=text))
-        vectors = [item.embedding for item in result.data]
-        return vectors[0] if isinstance(text, str) else vectors
+        return _vectors(result, text)
+
+
+def _vectors(result: Any, text: str | list[str]) -> Any:
+    vectors = [item.embedding for item in result.data]
+    return vectors[0] if isinstance(text, str) else vectors
 
 
 def _is_model_class(value: Any) -> bool:
