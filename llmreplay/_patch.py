@@ -6,10 +6,16 @@ one, an aiohttp-backed one, a mounted proxy), goes through that cassette's trans
 the client's own transport kept as upstream. Activations nest (the innermost cassette
 wins) and are reference-counted: the original methods are restored when the last one ends,
 even after an error.
+
+Clients of the legacy ``httpx`` package (which the SDKs still accept as ``http_client``)
+cannot be recorded; when ``httpx`` is loaded, their requests inside a cassette block are
+refused with a ``ConfigError`` that says to pass an httpx2 client, instead of silently
+reaching the network.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -41,17 +47,52 @@ def _async_transport_for_url(
     return upstream if cassette is None else cassette._transport_over(upstream)
 
 
+def _legacy_transport_for_url(self: Any, url: Any) -> Any:
+    from ._errors import ConfigError, sdk_transparent
+
+    cassette = _current()
+    if cassette is None:
+        return _original_legacy(self, url)
+    raise sdk_transparent(
+        ConfigError(
+            "http_client",
+            f"{type(self).__module__}.{type(self).__name__}",
+            f"a request to {url} inside cassette {cassette.path}",
+            "llmreplay records and replays httpx2 clients only; pass "
+            "http_client=httpx2.Client(...) (or httpx2.AsyncClient) to the SDK",
+        )
+    )
+
+
+def _original_legacy(client: Any, url: Any) -> Any:
+    for cls in type(client).__mro__:
+        if cls in _originals:
+            return _originals[cls](client, url)
+    raise RuntimeError("legacy httpx is not patched")  # pragma: no cover - guarded above
+
+
 _REPLACEMENTS: dict[type[Any], Any] = {
     httpx2.Client: _sync_transport_for_url,
     httpx2.AsyncClient: _async_transport_for_url,
 }
 
 
+def _targets() -> dict[type[Any], Any]:
+    targets = dict(_REPLACEMENTS)
+    legacy = sys.modules.get("httpx")
+    if legacy is not None:  # only when the application already loaded it
+        for name in ("Client", "AsyncClient"):
+            cls = getattr(legacy, name, None)
+            if isinstance(cls, type) and "_transport_for_url" in cls.__dict__:
+                targets[cls] = _legacy_transport_for_url
+    return targets
+
+
 def activate(cassette: Cassette) -> None:
     """Route every httpx2 client's requests through ``cassette`` until ``deactivate``."""
     with _lock:
         if not _active:
-            for cls, replacement in _REPLACEMENTS.items():
+            for cls, replacement in _targets().items():
                 _originals[cls] = cls.__dict__["_transport_for_url"]
                 cls._transport_for_url = replacement
         _active.append(cassette)

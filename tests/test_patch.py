@@ -87,3 +87,28 @@ def test_replay_without_a_recording_never_opens_a_socket(tmp_path: Path) -> None
         pytest.raises(llmreplay.CassetteMiss, match="does not exist yet"),
     ):
         client.post("https://api.openai.com/v1/chat/completions", json={})
+
+
+def test_legacy_httpx_clients_are_refused_not_leaked(tmp_path: Path) -> None:
+    import httpx  # the legacy package, which the SDKs still accept as http_client
+    import openai
+
+    calls: list[object] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200)
+
+    legacy = httpx.Client(transport=httpx.MockTransport(answer))
+    client = openai.OpenAI(api_key="k", http_client=legacy, max_retries=0)  # type: ignore[arg-type]
+    with (
+        llmreplay.cassette(tmp_path / "c.msgpack"),
+        pytest.raises(llmreplay.ConfigError, match="httpx2 clients only") as info,
+    ):
+        client.models.list()
+    assert "c.msgpack" in info.value.source
+    assert calls == []  # nothing went out
+    assert not _patch.is_patched()
+    legacy.get("https://api.openai.com/v1/models")  # outside a cassette: untouched
+    assert len(calls) == 1
+    legacy.close()

@@ -101,6 +101,7 @@ class BaseClient:
         self._policy = policy
         self._lock = threading.RLock()
         self._sdks: dict[tuple[bool, str | None], Any] = {}
+        self._retired: list[tuple[tuple[bool, str | None], Any]] = []
         self._cache: Cassette | None = None
         self._seen_version = -1
         self._config = ClientConfig()
@@ -121,7 +122,9 @@ class BaseClient:
                         base = base.with_value(key, value, source)
                 self._config = base
                 self._seen_version = _forced_version[0]
-                self._sdks.clear()  # settings changed: build SDK clients afresh
+                # Settings changed: build SDK clients afresh; close the old ones with ours.
+                self._retired.extend(self._sdks.items())
+                self._sdks.clear()
             return self._config
 
     @property
@@ -176,12 +179,16 @@ class BaseClient:
                 if not asynchronous:
                     sdk.close()
                     del self._sdks[(asynchronous, cache)]
+            for entry in [e for e in self._retired if not e[0][0]]:
+                entry[1].close()
+                self._retired.remove(entry)
 
     async def aclose(self) -> None:
         """Close every SDK client, async ones included."""
         with self._lock:
-            clients = list(self._sdks.items())
+            clients = list(self._sdks.items()) + self._retired
             self._sdks.clear()
+            self._retired = []
         for (asynchronous, _), sdk in clients:
             if asynchronous:
                 await sdk.close()
