@@ -64,7 +64,10 @@ def _age(seconds: float) -> str:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
-    for path in _inspect.cassettes(Path(args.dir)):
+    paths = list(_inspect.cassettes(Path(args.dir)))
+    progress = _Progress(len(paths))
+    for index, path in enumerate(paths, 1):
+        progress.step(index, str(path))
         try:
             items = _inspect.load(path)
         except LLMReplayError as exc:
@@ -81,6 +84,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 "age_seconds": round(time.time() - stat.st_mtime),
             }
         )
+    progress.done()
     lines = []
     for row in rows:
         if "error" in row:
