@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -62,16 +62,28 @@ def _age(seconds: float) -> str:
 # -- commands ----------------------------------------------------------------------------
 
 
+def _each_cassette(root: Path) -> Iterator[tuple[Path, list[Interaction] | LLMReplayError]]:
+    """Every cassette under ``root`` with its interactions, or the error that stopped it
+    loading; with progress on a terminal."""
+    paths = list(_inspect.cassettes(root))
+    progress = _Progress(len(paths))
+    try:
+        for index, path in enumerate(paths, 1):
+            progress.step(index, str(path))
+            try:
+                loaded: list[Interaction] | LLMReplayError = _inspect.load(path)
+            except LLMReplayError as exc:
+                loaded = exc
+            yield path, loaded
+    finally:
+        progress.done()
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
-    paths = list(_inspect.cassettes(Path(args.dir)))
-    progress = _Progress(len(paths))
-    for index, path in enumerate(paths, 1):
-        progress.step(index, str(path))
-        try:
-            items = _inspect.load(path)
-        except LLMReplayError as exc:
-            rows.append({"path": str(path), "error": str(exc)})
+    for path, items in _each_cassette(Path(args.dir)):
+        if isinstance(items, LLMReplayError):
+            rows.append({"path": str(path), "error": str(items)})
             continue
         stat = path.stat()
         rows.append(
@@ -84,7 +96,6 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 "age_seconds": round(time.time() - stat.st_mtime),
             }
         )
-    progress.done()
     lines = []
     for row in rows:
         if "error" in row:
@@ -154,15 +165,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    paths = list(_inspect.cassettes(Path(args.dir)))
     problems: list[dict[str, Any]] = []
-    progress = _Progress(len(paths))
-    for index, path in enumerate(paths, 1):
-        progress.step(index, str(path))
-        try:
-            items = _inspect.load(path)
-        except LLMReplayError as exc:
-            problems.append({"path": str(path), "problem": str(exc)})
+    checked = 0
+    for path, items in _each_cassette(Path(args.dir)):
+        checked += 1
+        if isinstance(items, LLMReplayError):
+            problems.append({"path": str(path), "problem": str(items)})
             continue
         for number, item in enumerate(items):
             for where, what, excerpt in _inspect.secrets_in(item):
@@ -173,16 +181,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
                         "problem": f"{where} holds what looks like {what} ({excerpt})",
                     }
                 )
-    progress.done()
     text = "".join(
         f"{p['path']}"
         + (f" interaction {p['interaction']}" if "interaction" in p else "")
         + f": {p['problem']}\n"
         for p in problems
     )
-    summary = f"verified {len(paths)} cassette(s), format version {FORMAT_VERSION}: "
+    summary = f"verified {checked} cassette(s), format version {FORMAT_VERSION}: "
     summary += f"{len(problems)} problem(s)\n" if problems else "no problems\n"
-    _out(args, {"cassettes": len(paths), "problems": problems}, text + summary)
+    _out(args, {"cassettes": checked, "problems": problems}, text + summary)
     return 1 if problems else 0
 
 
