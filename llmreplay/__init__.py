@@ -3,6 +3,9 @@
 >>> import llmreplay
 >>> with llmreplay.cassette("fixtures/cassettes/examples/greet.msgpack", mode="replay") as cas:
 ...     ...  # every httpx2 client (openai, anthropic) now goes through the cassette
+
+A TinyTroupe project switches with ``import llmreplay as openai_utils``: ``client()``,
+``default``, ``config``, ``logger``, ``LLMCall``, ``force_*`` and ``register_client`` are here.
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ from ._clients import (
     OpenAIClient,
     Reply,
     RetryPolicy,
+    _get_client_for_api_type as _get_client_for_api_type,  # TinyTroupe code calls it
     client,
+    default,
     force_api_cache,
     force_api_type,
     force_default_value,
     get_embedding,
+    ini as config,
+    logger,
     register_client,
 )
 from ._errors import (
@@ -66,12 +73,15 @@ __all__ = [
     "__version__",
     "cassette",
     "client",
+    "config",
     "count_tokens",
+    "default",
     "faults",
     "force_api_cache",
     "force_api_type",
     "force_default_value",
     "get_embedding",
+    "logger",
     "register_client",
 ]
 

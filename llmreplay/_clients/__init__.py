@@ -1,8 +1,10 @@
 """The client layer: TinyTroupe's ``openai_utils`` behaviour, on llmreplay cassettes.
 
-``client()`` returns the configured client (``API_TYPE``: openai or azure), built once and
-shared; ``register_client`` adds or replaces api types; ``force_api_type``,
-``force_api_cache`` and ``force_default_value`` change settings for every client.
+``client()`` returns the configured client (``API_TYPE``: openai, azure, or a name given to
+``register_client``), built once and shared; ``register_client`` adds or replaces api types;
+``force_api_type``, ``force_api_cache`` and ``force_default_value`` change settings for every
+client. ``default``, ``config``, ``logger`` and ``_get_client_for_api_type`` are the
+module-level names TinyTroupe code reads from ``openai_utils``.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from typing import Any
 
 from .._errors import ConfigError
 from .azure_client import AzureClient
-from .base import BaseClient, Reply, force, unforce_all
+from .base import BaseClient, force, logger, unforce_all
 from .config import ClientConfig, load_config
 from .llmcall import LLMCall
 from .openai_client import OpenAIClient
+from .reply import Reply
 from .retry import RetryPolicy
+from .tinytroupe import Defaults, IniView, config as ini, default
 
 _lock = threading.Lock()
 _registry: dict[str, BaseClient | type[BaseClient]] = {"openai": OpenAIClient, "azure": AzureClient}
@@ -28,8 +32,11 @@ def register_client(
 ) -> None:
     """Make ``client`` (an instance, or a class built on first use) serve ``api_type``.
 
-    Registering a name twice is refused unless ``replace=True``.
+    Registering a name twice is refused unless ``replace=True``. A class overriding a
+    TinyTroupe hook that llmreplay never calls (``_save_cache``, ``_load_cache``) is refused
+    here, with the reason, rather than silently ignored.
     """
+    (client if isinstance(client, type) else type(client)).check_hooks()
     with _lock:
         if api_type in _registry and not replace:
             raise ConfigError(
@@ -40,14 +47,22 @@ def register_client(
 
 def client() -> BaseClient:
     """The client for the configured (or forced) ``API_TYPE``, shared by every caller."""
-    api_type = _forced_type[0] or load_config().api_type
+    if _forced_type[0] is not None:
+        return _get_client_for_api_type(_forced_type[0], "force_api_type")
+    config = load_config()
+    return _get_client_for_api_type(config.api_type, config.sources.get("api_type", "API_TYPE"))
+
+
+def _get_client_for_api_type(api_type: str, source: str = "API_TYPE") -> BaseClient:
+    """The client registered for ``api_type`` (TinyTroupe's name for this lookup)."""
     with _lock:
-        entry = _registry.get(api_type)
+        name = api_type if api_type in _registry else api_type.lower()
+        entry = _registry.get(name)
         if entry is None:
             expected = "expected one of: " + ", ".join(sorted(_registry))
-            raise ConfigError("api_type", api_type, "API_TYPE", expected)
+            raise ConfigError("api_type", api_type, source, expected)
         if isinstance(entry, type):
-            entry = _registry[api_type] = entry()
+            entry = _registry[name] = entry()
         return entry
 
 
@@ -91,16 +106,21 @@ __all__ = [
     "AzureClient",
     "BaseClient",
     "ClientConfig",
+    "Defaults",
+    "IniView",
     "LLMCall",
     "OpenAIClient",
     "Reply",
     "RetryPolicy",
     "client",
+    "default",
     "force_api_cache",
     "force_api_type",
     "force_default_value",
     "get_embedding",
+    "ini",
     "load_config",
+    "logger",
     "register_client",
     "reset",
 ]

@@ -7,21 +7,45 @@ attempts are not multiplied; this layer retries by ``RetryPolicy`` with an injec
 ``CACHE_FILE_NAME``: a hit costs no network, a miss is called and stored. Inside an active
 ``llmreplay.cassette()`` block (and so in the pytest plugin) the cache steps aside and the
 active cassette's mode rules.
+
+Concurrency: identical requests that miss the cache at the same time are sent once (a
+per-request single-flight lock; the others then hit the cache), and saves of one cache file
+are serialised, so the file holds one interaction per distinct request.
+
+TinyTroupe compatibility: ``send_message`` takes TinyTroupe's keyword arguments
+(``max_attempts``, ``waiting_time``, ``exponential_backoff_factor``, ``dedent_messages``,
+``enable_pydantic_model_return``, ``echo``) with their meaning, and the hooks TinyTroupe
+subclasses override (``_setup_from_config``, ``_raw_model_call``,
+``_raw_model_response_extractor``, ``_raw_embedding_model_call``,
+``_raw_embedding_model_response_extractor``) are called, inside the same retry loop.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
+import textwrap
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .. import _patch
-from .._errors import InvalidRequestError, NonTerminalError
+from .._errors import (
+    CassetteMiss,
+    ConfigError,
+    InvalidRequestError,
+    LLMReplayError,
+    NonTerminalError,
+)
 from .config import ClientConfig, load_config
+from .flight import async_single_flight, save_lock, single_flight
+from .reply import Reply, from_message
 from .retry import RetryPolicy, is_retryable, is_terminal, retry_after, status_of
 
 if TYPE_CHECKING:
@@ -31,31 +55,22 @@ if TYPE_CHECKING:
 
 Messages = Sequence[Mapping[str, Any]]
 _T = TypeVar("_T")
+logger = logging.getLogger("llmreplay")
 
-
-@dataclass(frozen=True)
-class Reply:
-    """The assistant's message: ``content``, ``tool_calls``, ``refusal``, and ``parsed``
-    (the pydantic object or JSON a ``response_format`` asked for); ``completion`` is the
-    SDK's whole ChatCompletion."""
-
-    content: str | None
-    tool_calls: list[Any] = field(default_factory=list)
-    refusal: str | None = None
-    parsed: Any = None
-    completion: Any = None
-    role: str = "assistant"
-
-    def as_dict(self) -> dict[str, Any]:
-        """The message as a chat message dict (TinyTroupe's return shape)."""
-        out: dict[str, Any] = {"role": self.role, "content": self.content}
-        if self.tool_calls:
-            out["tool_calls"] = [
-                c.model_dump() if hasattr(c, "model_dump") else c for c in self.tool_calls
-            ]
-        if self.refusal:
-            out["refusal"] = self.refusal
-        return out
+# TinyTroupe's send_message arguments that steer this layer rather than the request.
+_CALL_OPTIONS = (
+    "max_attempts",
+    "waiting_time",
+    "exponential_backoff_factor",
+    "dedent_messages",
+    "enable_pydantic_model_return",
+    "echo",
+)
+# TinyTroupe hooks that llmreplay does not call: refused at registration (see check_hooks).
+_UNSUPPORTED_HOOKS = {
+    "_save_cache": "the cache is a msgpack cassette that llmreplay saves itself",
+    "_load_cache": "the cache is a msgpack cassette that llmreplay loads itself",
+}
 
 
 # Forced settings (force_api_cache, force_default_value), shared by every client; the
@@ -79,13 +94,20 @@ def unforce_all() -> None:
 
 
 class BaseClient:
-    """What every LLM client does; subclasses say how to build their SDK client."""
+    """What every LLM client does; subclasses say how to build their SDK client.
+
+    A TinyTroupe-style subclass may instead override ``_raw_model_call(model, params)``
+    (and ``_raw_model_response_extractor(response)``) to call any API; it gets the same
+    retries, logging and per-call options. Raise ``llmreplay.NonTerminalError`` from it for
+    a failure worth retrying and ``llmreplay.InvalidRequestError`` for one that is not.
+    """
 
     api_type: ClassVar[str] = "openai"
 
     def __init__(
         self,
-        config: ClientConfig | None = None,
+        config: ClientConfig | bool | None = None,
+        cache_file_name: str | None = None,
         *,
         folder: str | None = None,
         sleep: Callable[[float], None] | None = None,
@@ -93,6 +115,11 @@ class BaseClient:
         policy: RetryPolicy | None = None,
         **settings: Any,
     ) -> None:
+        if isinstance(config, bool):  # TinyTroupe's OpenAIClient(cache_api_calls, file)
+            settings["cache_api_calls"] = config
+            config = None
+        if cache_file_name is not None:
+            settings["cache_file_name"] = cache_file_name
         self._given = config
         self._folder = folder
         self._settings = settings
@@ -100,12 +127,13 @@ class BaseClient:
         self._asleep = asleep
         self._policy = policy
         self._lock = threading.RLock()
-        self._sdks: dict[tuple[bool, str | None], Any] = {}
-        self._retired: list[tuple[tuple[bool, str | None], Any]] = []
+        self._sdks: dict[tuple[bool, str | None, bool], Any] = {}
+        self._retired: list[tuple[tuple[bool, str | None, bool], Any]] = []
         self._cache: Cassette | None = None
         self._seen_version = -1
         self._config = ClientConfig()
         self.waits: list[float] = []  # every backoff this client asked for, in order
+        self.client: Any = None  # what TinyTroupe's _setup_from_config sets; see there
 
     # -- configuration -------------------------------------------------------------------
 
@@ -133,13 +161,56 @@ class BaseClient:
             return self._policy
         c = self.config
         return RetryPolicy(
-            c.max_attempts, c.waiting_time, c.backoff_factor, c.max_backoff, c.jitter
+            c.max_attempts,
+            c.waiting_time,
+            c.backoff_factor,
+            c.max_backoff,
+            c.jitter,
+            max_total_wait=c.max_total_wait,
         )
+
+    def set_api_cache(self, cache_api_calls: bool, cache_file_name: str | None = None) -> None:
+        """Turn this client's cache on or off, optionally at ``cache_file_name``
+        (TinyTroupe's method; ``force_api_cache`` does it for every client)."""
+        for key, value in (
+            ("cache_api_calls", cache_api_calls),
+            ("cache_file_name", cache_file_name),
+        ):
+            if value is not None:
+                ClientConfig().with_value(key, value, "set_api_cache")  # validate, naming it
+                self._settings[key] = value
+        with self._lock:
+            self._seen_version = -1
+
+    def _count_tokens(self, messages: Messages, model: str) -> int | None:
+        """Tokens of ``messages`` for ``model``, or ``None`` when they cannot be counted
+        (TinyTroupe's method, kept for its logging call sites)."""
+        from .._tokens import count_tokens
+
+        try:
+            return count_tokens([dict(m) for m in messages], model)
+        except (LLMReplayError, ImportError, ValueError, TypeError):
+            return None
 
     # -- SDK clients ---------------------------------------------------------------------
 
     def _build(self, asynchronous: bool, http_client: Any) -> Any:  # pragma: no cover
         raise NotImplementedError
+
+    def _credentials(self) -> bool:
+        """Whether an API key (or token provider) is configured."""
+        return True
+
+    def _offline(self) -> bool:
+        """Whether every call is answered from a recording, so no key is needed: an active
+        cassette in replay, or the cache when no key is configured (it is then read-only)."""
+        if not self._credentials() and self._cassette() is not None:
+            return True
+        try:
+            active = _patch.current()
+        except LLMReplayError:
+            return False
+        return active is not None and active.mode.value == "replay"
 
     def _deployment(self, model: str) -> str:
         return model
@@ -148,18 +219,24 @@ class BaseClient:
         config = self.config
         if not config.cache_api_calls or _patch.is_patched():
             return None
-        if self._cache is None or str(self._cache.path) != config.cache_file_name:
+        path = cache_path(config.cache_file_name)
+        # Without a key the cache can only answer what it holds: a miss raises, naming the
+        # key to set, instead of sending a request the provider would refuse.
+        mode = "auto" if self._credentials() else "replay"
+        cache = self._cache
+        if cache is None or cache.path != path or cache.mode.value != mode:
             from .._cassette import Cassette
 
-            self._cache = Cassette(config.cache_file_name, mode="auto", allow_repeats=True)
-        return self._cache
+            cache = self._cache = Cassette(path, mode=mode, allow_repeats=True)
+        return cache
 
     def sdk(self, asynchronous: bool = False) -> Any:
         """The SDK client in use (built once per configuration and kind)."""
         import httpx2
 
         cache = self._cassette()
-        key = (asynchronous, None if cache is None else str(cache.path))
+        offline = self._offline()
+        key = (asynchronous, None if cache is None else str(cache.path), offline)
         with self._lock:
             client = self._sdks.get(key)
             if client is None:
@@ -175,10 +252,10 @@ class BaseClient:
     def close(self) -> None:
         """Close the sync SDK clients (their connections); they are rebuilt if used again."""
         with self._lock:
-            for (asynchronous, cache), sdk in list(self._sdks.items()):
-                if not asynchronous:
+            for key, sdk in list(self._sdks.items()):
+                if not key[0]:
                     sdk.close()
-                    del self._sdks[(asynchronous, cache)]
+                    del self._sdks[key]
             for entry in [e for e in self._retired if not e[0][0]]:
                 entry[1].close()
                 self._retired.remove(entry)
@@ -189,67 +266,203 @@ class BaseClient:
             clients = list(self._sdks.items()) + self._retired
             self._sdks.clear()
             self._retired = []
-        for (asynchronous, _), sdk in clients:
-            if asynchronous:
+        for key, sdk in clients:
+            if key[0]:
                 await sdk.close()
             else:
                 sdk.close()
 
     def _saved(self) -> None:
-        if self._cache is not None and self._cache.stats.recorded:
-            self._cache.save()
+        cache = self._cache
+        if cache is not None and cache.stats.recorded:
+            with save_lock(cache.path):
+                cache.save()
+
+    # -- TinyTroupe hooks ----------------------------------------------------------------
+
+    def _setup_from_config(self) -> None:
+        """TinyTroupe hook, called before each call: set ``self.client``, the SDK client
+        that ``_raw_model_call`` uses. The default is this client's own (config, cache)."""
+        self.client = self.sdk()
+
+    def _raw_model_call(self, model: str, chat_api_params: dict[str, Any]) -> Any:
+        """TinyTroupe hook: call the model with ``chat_api_params`` (``messages`` included)
+        and return the raw response. Overriding it replaces the SDK call."""
+        params = dict(chat_api_params)
+        response_format = params.pop("response_format", None)
+        return _call(self.client, params, response_format)
+
+    def _raw_model_response_extractor(self, response: Any) -> Any:
+        """TinyTroupe hook: the message (dict or object) out of a raw response."""
+        return response.choices[0].message
+
+    def _raw_embedding_model_call(self, text: str | list[str], model: str) -> Any:
+        """TinyTroupe hook: call the embedding model and return the raw response."""
+        return self.client.embeddings.create(model=model, input=text)
+
+    def _raw_embedding_model_response_extractor(self, response: Any) -> Any:
+        """TinyTroupe hook: the vectors out of a raw embedding response."""
+        return [item.embedding for item in response.data]
+
+    def _overrides(self, name: str) -> bool:
+        return getattr(type(self), name) is not getattr(BaseClient, name)
+
+    @classmethod
+    def check_hooks(cls) -> None:
+        """Raise ``ConfigError`` if the class overrides a TinyTroupe hook that llmreplay
+        never calls (``register_client`` runs this, so nothing is silently ignored)."""
+        for name, why in _UNSUPPORTED_HOOKS.items():
+            if name in {n for klass in cls.__mro__ for n in vars(klass)}:
+                raise ConfigError(
+                    "client hook",
+                    f"{cls.__name__}.{name}",
+                    "register_client",
+                    f"llmreplay never calls it: {why}; remove the override",
+                )
 
     # -- the calls -----------------------------------------------------------------------
 
-    def _request(self, messages: Messages, params: Mapping[str, Any]) -> Mapping[str, Any]:
-        request = {**self.config.sampling(), **{k: v for k, v in params.items() if v is not None}}
+    def _request(
+        self, messages: Messages, params: Mapping[str, Any], dedent: bool
+    ) -> Mapping[str, Any]:
+        given = {k: v for k, v in params.items() if v is not None}
+        if given.get("stop") in ([], "", ()):  # TinyTroupe's stop=[]: no stop at all
+            del given["stop"]
+        if given.get("n") == 1:  # the API's default: sent or not, the same request
+            del given["n"]
+        request = {**self.config.sampling(), **given}
+        if "max_completion_tokens" in given:
+            request.pop("max_tokens", None)
         request["model"] = self._deployment(request["model"])
-        request["messages"] = [dict(m) for m in messages]
+        request["messages"] = [_dedented(m) if dedent else dict(m) for m in messages]
         return MappingProxyType(request)  # the same request, unmutated, on every attempt
 
-    def _fail(self, error: Exception, attempt: int) -> float:
+    def _call_policy(self, options: Mapping[str, Any]) -> RetryPolicy:
+        """The retry policy of one call: TinyTroupe's per-call arguments over the settings."""
+        policy = self.policy
+        changes: dict[str, Any] = {}
+        for option, attribute in (
+            ("max_attempts", "max_attempts"),
+            ("waiting_time", "waiting_time"),
+            ("exponential_backoff_factor", "backoff_factor"),
+        ):
+            if options.get(option) is not None:
+                checked = ClientConfig().with_value(
+                    attribute, options[option], f"send_message({option}=...)"
+                )
+                changes[attribute] = getattr(checked, attribute)
+        return replace(policy, **changes) if changes else policy
+
+    def _fail(self, error: Exception, attempt: int, policy: RetryPolicy, waited: float) -> float:
         """Raise for a terminal error or the last attempt; otherwise the wait before the next."""
         status = status_of(error)
+        if isinstance(error, InvalidRequestError):
+            raise error
+        if isinstance(error, CassetteMiss) and not self._credentials():
+            raise self._keyless(error) from error
         if is_terminal(error):
+            logger.error("attempt %d failed and cannot succeed on retry: %s", attempt, error)
             raise InvalidRequestError(f"the request was refused: {error}", status=status) from error
         if not is_retryable(error):
             raise error
-        if attempt >= self.policy.max_attempts:
+        if attempt >= policy.max_attempts:
+            logger.error("giving up after %d attempt(s): %s", attempt, error)
             raise NonTerminalError(
                 f"still failing after {attempt} attempt(s): {error}",
                 status=status,
                 attempts=attempt,
             ) from error
-        wait = self.policy.delay(attempt, retry_after(error))
+        wait = policy.delay(attempt, retry_after(error))
+        if not policy.allows(waited, wait):
+            logger.error(
+                "giving up after %d attempt(s): waiting %.2fs more would pass "
+                "MAX_TOTAL_WAIT=%ss: %s",
+                attempt,
+                wait,
+                policy.max_total_wait,
+                error,
+            )
+            raise NonTerminalError(
+                f"still failing after {attempt} attempt(s) and {waited:g}s of waiting; "
+                f"another {wait:.2f}s would pass MAX_TOTAL_WAIT={policy.max_total_wait}s: "
+                f"{error}",
+                status=status,
+                attempts=attempt,
+            ) from error
+        logger.warning(
+            "attempt %d/%d failed (%s); retrying in %.2fs",
+            attempt,
+            policy.max_attempts,
+            _describe(error),
+            wait,
+        )
         self.waits.append(wait)
         return wait
 
-    def _call_sync(self, call: Callable[[], _T]) -> _T:
-        attempt = 0
+    def _keyless(self, miss: CassetteMiss) -> ConfigError:
+        return ConfigError(
+            "API key",
+            None,
+            "the environment",
+            f"set {self._key_variable()} (or pass api_key=) to call the API; without a key "
+            f"only requests already in the cache {miss.path} are answered",
+        )
+
+    def _key_variable(self) -> str:
+        return "OPENAI_API_KEY"
+
+    def _call_sync(self, call: Callable[[], _T], policy: RetryPolicy | None = None) -> _T:
+        policy = policy or self.policy
+        attempt, waited = 0, 0.0
         while True:
             attempt += 1
             try:
                 result = call()
             except Exception as error:
-                self._sleep(self._fail(error, attempt))
+                wait = self._fail(error, attempt, policy, waited)
+                waited += wait
+                self._sleep(wait)
                 continue
             self._saved()
             return result
 
-    async def _call_async(self, call: Callable[[], Awaitable[_T]]) -> _T:
+    async def _call_async(
+        self, call: Callable[[], Awaitable[_T]], policy: RetryPolicy | None = None
+    ) -> _T:
         import anyio
 
+        policy = policy or self.policy
         asleep = self._asleep or anyio.sleep
-        attempt = 0
+        attempt, waited = 0, 0.0
         while True:
             attempt += 1
             try:
                 result = await call()
             except Exception as error:
-                await asleep(self._fail(error, attempt))
+                wait = self._fail(error, attempt, policy, waited)
+                waited += wait
+                await asleep(wait)
                 continue
             self._saved()
             return result
+
+    @contextlib.contextmanager
+    def _flight(self, *parts: Any) -> Iterator[None]:
+        cache = self._cassette()
+        if cache is None:
+            yield
+            return
+        with single_flight(cache.path, _flight_key(parts)):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _aflight(self, *parts: Any) -> AsyncIterator[None]:
+        cache = self._cassette()
+        if cache is None:
+            yield
+            return
+        async with async_single_flight(cache.path, _flight_key(parts)):
+            yield
 
     def send_message(
         self,
@@ -259,21 +472,49 @@ class BaseClient:
         stream: bool = False,
         on_chunk: Callable[[str], None] | None = None,
         **params: Any,
-    ) -> Reply:
+    ) -> Any:
         """Send chat ``messages``; returns the assistant's ``Reply``.
 
         ``params`` override the configured model parameters (``model``, ``temperature``,
         ``max_tokens``, ``tools``, ...). ``response_format`` may be a pydantic model (its
         parsed object is ``reply.parsed``) or a JSON-schema/JSON-object dict (the parsed JSON).
         ``stream=True`` streams, calling ``on_chunk`` with each piece of text.
+        TinyTroupe's ``max_attempts``, ``waiting_time``, ``exponential_backoff_factor``
+        (this call's retries), ``dedent_messages`` and ``enable_pydantic_model_return`` are
+        honoured; ``echo`` is accepted and ignored, as TinyTroupe did.
         Raises ``InvalidRequestError`` at once for a refused request and
         ``NonTerminalError`` once ``MAX_ATTEMPTS`` retryable failures are used up.
 
         >>> llmreplay.client().send_message([{"role": "user", "content": "Hi"}]).content
         """
-        request = self._request(messages, params)
+        options = {name: params.pop(name) for name in _CALL_OPTIONS if name in params}
+        policy = self._call_policy(options)
+        request = self._request(messages, params, self._dedent(options))
+        if self._overrides("_raw_model_call") or self._overrides("_setup_from_config"):
+            return _returned(self._hooked_call(request, response_format, policy), options)
         sdk = self.sdk()
-        return self._call_sync(lambda: _send(sdk, request, response_format, stream, on_chunk))
+        with self._flight("chat", request, _format_name(response_format), stream):
+            reply = self._call_sync(
+                lambda: _send(sdk, request, response_format, stream, on_chunk), policy
+            )
+        return _returned(reply, options)
+
+    def _hooked_call(
+        self, request: Mapping[str, Any], response_format: Any, policy: RetryPolicy
+    ) -> Reply:
+        params = _kwargs(request, response_format)
+
+        def attempt() -> Reply:
+            self._setup_from_config()
+            response = self._raw_model_call(params["model"], dict(params))
+            reply = from_message(self._raw_model_response_extractor(response), response)
+            if reply.parsed is None and isinstance(response_format, Mapping) and reply.content:
+                with contextlib.suppress(ValueError):
+                    reply = replace(reply, parsed=json.loads(reply.content))
+            return reply
+
+        with self._flight("chat", request, _format_name(response_format), False):
+            return self._call_sync(attempt, policy)
 
     async def asend_message(
         self,
@@ -283,27 +524,113 @@ class BaseClient:
         stream: bool = False,
         on_chunk: Callable[[str], None] | None = None,
         **params: Any,
-    ) -> Reply:
+    ) -> Any:
         """``send_message`` for async code, on an ``AsyncOpenAI``-style client."""
-        request = self._request(messages, params)
+        options = {name: params.pop(name) for name in _CALL_OPTIONS if name in params}
+        policy = self._call_policy(options)
+        request = self._request(messages, params, self._dedent(options))
         sdk = self.sdk(asynchronous=True)
-        return await self._call_async(
-            lambda: _asend(sdk, request, response_format, stream, on_chunk)
-        )
+        async with self._aflight("chat", request, _format_name(response_format), stream):
+            reply = await self._call_async(
+                lambda: _asend(sdk, request, response_format, stream, on_chunk), policy
+            )
+        return _returned(reply, options)
+
+    def _dedent(self, options: Mapping[str, Any]) -> bool:
+        value = options.get("dedent_messages")
+        return self.config.dedent_messages if value is None else bool(value)
 
     def get_embedding(self, text: str | list[str], model: str | None = None) -> Any:
         """The embedding of ``text`` (a list of floats), or of each string of a list."""
         model = self._deployment(model or self.config.embedding_model)
+        if self._overrides("_raw_embedding_model_call") or self._overrides("_setup_from_config"):
+
+            def attempt() -> Any:
+                self._setup_from_config()
+                response = self._raw_embedding_model_call(text, model)
+                return self._raw_embedding_model_response_extractor(response)
+
+            with self._flight("embedding", model, text):
+                vectors = self._call_sync(attempt)
+            return vectors[0] if isinstance(text, str) and _nested(vectors) else vectors
         sdk = self.sdk()
-        result = self._call_sync(lambda: sdk.embeddings.create(model=model, input=text))
+        with self._flight("embedding", model, text):
+            result = self._call_sync(lambda: sdk.embeddings.create(model=model, input=text))
         return _vectors(result, text)
 
     async def aget_embedding(self, text: str | list[str], model: str | None = None) -> Any:
         """``get_embedding`` for async code."""
         model = self._deployment(model or self.config.embedding_model)
         sdk = self.sdk(asynchronous=True)
-        result = await self._call_async(lambda: sdk.embeddings.create(model=model, input=text))
+        async with self._aflight("embedding", model, text):
+            result = await self._call_async(lambda: sdk.embeddings.create(model=model, input=text))
         return _vectors(result, text)
+
+
+def cache_path(name: str) -> Path:
+    """Where the cache lives: ``CACHE_FILE_NAME``, with TinyTroupe's ``.pickle`` suffix
+    turned into ``.msgpack`` (llmreplay never reads or writes pickle; convert an old cache
+    once with ``llmreplay import-pickle``)."""
+    path = Path(name)
+    if path.suffix == ".pickle":
+        target = path.with_suffix(".msgpack")
+        if path.exists() and not target.exists():
+            _warn_pickle(path, target)
+        return target
+    return path
+
+
+_warned_pickles: set[str] = set()
+
+
+def _warn_pickle(path: Path, target: Path) -> None:
+    if str(path) in _warned_pickles:
+        return
+    _warned_pickles.add(str(path))
+    logger.warning(
+        "the cache %s is a pickle, which llmreplay never loads; the cache is %s. To keep "
+        "its answers, convert it once: llmreplay import-pickle %s --trust -o %s",
+        path,
+        target,
+        path,
+        target,
+    )
+
+
+def _describe(error: BaseException) -> str:
+    status = status_of(error)
+    return f"{type(error).__name__}, status {status}" if status else type(error).__name__
+
+
+def _flight_key(parts: Sequence[Any]) -> str:
+    text = json.dumps(parts, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _format_name(response_format: Any) -> Any:
+    if _is_model_class(response_format):
+        return [response_format.__qualname__, response_format.model_json_schema()]
+    return response_format
+
+
+def _dedented(message: Mapping[str, Any]) -> dict[str, Any]:
+    # TinyTroupe's dedent: common indentation removed, then surrounding blank space.
+    out = dict(message)
+    if isinstance(out.get("content"), str):
+        out["content"] = textwrap.dedent(out["content"]).strip()
+    return out
+
+
+def _nested(vectors: Any) -> bool:
+    return isinstance(vectors, list) and bool(vectors) and isinstance(vectors[0], list)
+
+
+def _returned(reply: Reply, options: Mapping[str, Any]) -> Any:
+    """What send_message returns: the ``Reply``, or with TinyTroupe's
+    ``enable_pydantic_model_return=True`` the parsed object when there is one."""
+    if options.get("enable_pydantic_model_return") and reply.parsed is not None:
+        return reply.parsed
+    return reply
 
 
 def _vectors(result: Any, text: str | list[str]) -> Any:
@@ -353,9 +680,16 @@ def _send(
                 if event.type == "content.delta" and on_chunk is not None:
                     on_chunk(event.delta)
             return _reply(events.get_final_completion(), response_format)
+    return _reply(_call(sdk, kwargs, response_format), response_format)
+
+
+def _call(sdk: Any, kwargs: dict[str, Any], response_format: Any) -> Any:
+    """One chat completion call: ``parse`` for a pydantic ``response_format``."""
+    if response_format is not None:
+        kwargs = {**kwargs, "response_format": response_format}
     if _is_model_class(response_format):
-        return _reply(sdk.chat.completions.parse(**kwargs), response_format)
-    return _reply(sdk.chat.completions.create(**kwargs), response_format)
+        return sdk.chat.completions.parse(**kwargs)
+    return sdk.chat.completions.create(**kwargs)
 
 
 async def _asend(

@@ -1,4 +1,10 @@
-"""``LLMCall``: a prompt template, model parameters, and a call that fills and sends it."""
+"""``LLMCall``: a prompt template, model parameters, and a call that fills and sends it.
+
+Templates are Jinja2 (``.j2`` files and inline text), or mustache for ``.mustache`` files
+(TinyTroupe's prompts) and ``engine="mustache"``, rendered by pystache with mustache's
+semantics: ``{{x}}`` HTML-escaped, ``{{{x}}}`` raw, sections, inverted sections, partials
+from the templates folder, and a missing name renders empty.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,17 @@ from typing import Any
 from .._errors import ConfigError
 
 _TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2", ".md", ".txt", ".mustache")
+_ENGINES = "expected jinja2 or mustache"
 
 
 class LLMCall:
-    """A reusable call: system (and optional user) templates rendered with Jinja2.
+    """A reusable call: system (and optional user) templates, rendered and sent.
 
     A template is a file name in the templates folder (``TEMPLATES_DIR``, default
     ``prompts/``) when it ends in ``.j2``, ``.jinja``, ``.md``, ``.txt`` or ``.mustache``;
-    otherwise it is the template text itself. Missing variables are errors, not blanks.
+    otherwise it is the template text itself. ``.mustache`` files (or any template with
+    ``engine="mustache"``) render as mustache; the others with Jinja2, where a missing
+    variable is an error, not a blank.
 
     >>> summary = LLMCall("You summarise {{ kind }} text.", "{{ text }}", temperature=0)
     >>> summary.call(kind="legal", text="...")
@@ -28,8 +37,12 @@ class LLMCall:
         *,
         client: Any = None,
         templates_dir: str | Path | None = None,
+        engine: str | None = None,
         **model_params: Any,
     ) -> None:
+        if engine not in (None, "jinja2", "mustache"):
+            raise ConfigError("template engine", engine, "LLMCall(engine=...)", _ENGINES)
+        self.engine = engine
         self.system_template = system_template
         self.user_template = user_template
         self.model_params = model_params
@@ -51,46 +64,79 @@ class LLMCall:
 
         return client()
 
+    def _folder(self) -> Path:
+        return Path(self.templates_dir or self._client_or_default().config.templates_dir)
+
     def _environment(self) -> Any:
         try:
             import jinja2
         except ImportError:
             raise ImportError("LLMCall needs Jinja2: pip install 'llmreplay[client]'") from None
-        folder = self.templates_dir or self._client_or_default().config.templates_dir
         return jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(folder)),
+            loader=jinja2.FileSystemLoader(str(self._folder())),
             undefined=jinja2.StrictUndefined,
             autoescape=False,  # prompts are plain text, not HTML
             keep_trailing_newline=False,
         )
 
+    def _mustache(self, role: str, template: str, variables: dict[str, Any]) -> str:
+        try:
+            import pystache
+        except ImportError:
+            raise ImportError(
+                "mustache templates need pystache: pip install 'llmreplay[client]'"
+            ) from None
+        folder = self._folder()
+        renderer = pystache.Renderer(search_dirs=[str(folder)], file_extension="mustache")
+        if template.endswith(_TEMPLATE_SUFFIXES):
+            path = folder / template
+            if not path.is_file():
+                raise ConfigError(
+                    "template", template, f"LLMCall ({role})", f"no such file in {folder}"
+                )
+            template = path.read_text(encoding="utf-8")
+        try:
+            return str(renderer.render(template, variables))
+        except pystache.common.PystacheError as exc:
+            raise ConfigError(
+                "mustache template", str(exc), f"LLMCall ({role})", "fix the template"
+            ) from None
+
     def render(self, **variables: Any) -> list[dict[str, str]]:
         """The chat messages the templates make with ``variables``."""
-        import jinja2
-
-        env = self._environment()
         messages = []
         for role, template in (("system", self.system_template), ("user", self.user_template)):
             if template is None:
                 continue
-            try:
-                if template.endswith(_TEMPLATE_SUFFIXES):
-                    text = env.get_template(template).render(**variables)
-                else:
-                    text = env.from_string(template).render(**variables)
-            except jinja2.TemplateNotFound:
-                raise ConfigError(
-                    "template",
-                    template,
-                    f"LLMCall ({role})",
-                    f"no such file in {getattr(env.loader, 'searchpath', '?')}",
-                ) from None
-            except jinja2.UndefinedError as exc:
-                raise ConfigError(
-                    "template variable", str(exc), f"LLMCall ({role})", "pass it to call()"
-                ) from None
-            messages.append({"role": role, "content": text})
+            if self.engine == "mustache" or (
+                self.engine is None and template.endswith(".mustache")
+            ):
+                messages.append(
+                    {"role": role, "content": self._mustache(role, template, variables)}
+                )
+            else:
+                messages.append({"role": role, "content": self._jinja(role, template, variables)})
         return messages
+
+    def _jinja(self, role: str, template: str, variables: dict[str, Any]) -> str:
+        import jinja2
+
+        env = self._environment()
+        try:
+            if template.endswith(_TEMPLATE_SUFFIXES):
+                return str(env.get_template(template).render(**variables))
+            return str(env.from_string(template).render(**variables))
+        except jinja2.TemplateNotFound:
+            raise ConfigError(
+                "template",
+                template,
+                f"LLMCall ({role})",
+                f"no such file in {getattr(env.loader, 'searchpath', '?')}",
+            ) from None
+        except jinja2.UndefinedError as exc:
+            raise ConfigError(
+                "template variable", str(exc), f"LLMCall ({role})", "pass it to call()"
+            ) from None
 
     def call(self, **variables: Any) -> Any:
         """Render, send, and return the reply's content (or its parsed object when a

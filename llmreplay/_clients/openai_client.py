@@ -21,14 +21,22 @@ class OpenAIClient(BaseClient):
         super().__init__(*args, **kwargs)
         self._api_key = api_key
 
+    def _credentials(self) -> bool:
+        return bool(self._api_key or os.environ.get("OPENAI_API_KEY"))
+
     def _build(self, asynchronous: bool, http_client: Any) -> Any:
         import openai
 
         from .._cassette import PLACEHOLDER_KEY
 
+        # No key: the SDK raises its own "missing credentials" error, unless every call is
+        # answered from a recording (see BaseClient._offline); a placeholder is never sent.
+        key = self._api_key or os.environ.get("OPENAI_API_KEY")
+        if not key and self._offline():
+            key = PLACEHOLDER_KEY
         cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
         return cls(
-            api_key=self._api_key or os.environ.get("OPENAI_API_KEY") or PLACEHOLDER_KEY,
+            api_key=key,
             base_url=self.config.base_url,
             max_retries=0,  # this layer retries; the SDK would multiply attempts
             timeout=self.config.timeout,

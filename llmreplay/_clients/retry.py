@@ -22,7 +22,8 @@ class RetryPolicy:
 
     The wait before attempt ``n + 1`` is ``waiting_time * backoff_factor ** (n - 1)``, capped
     at ``max_backoff``, plus up to ``jitter`` of itself at random; a longer ``Retry-After``
-    from the server wins (still capped).
+    from the server wins (still capped). ``max_total_wait`` (seconds, ``None`` for no
+    limit) bounds the waits of one call together: a wait that would pass it is not taken.
     """
 
     max_attempts: int = 5
@@ -31,6 +32,11 @@ class RetryPolicy:
     max_backoff: float = 60.0
     jitter: float = 0.1
     rng: random.Random = field(default_factory=random.Random)
+    max_total_wait: float | None = None
+
+    def allows(self, waited: float, wait: float) -> bool:
+        """Whether one more ``wait`` fits the overall budget, ``waited`` being spent."""
+        return self.max_total_wait is None or waited + wait <= self.max_total_wait
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""

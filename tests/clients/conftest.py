@@ -13,6 +13,8 @@ import llmreplay._clients
 @pytest.fixture(autouse=True)
 def _fresh_client_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)  # no stray config.ini / pyproject.toml from the repo
+    # A key for the loopback server (the layer sends no placeholder); keyless tests unset it.
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-for-loopback")
     llmreplay._clients.reset()
     yield
     llmreplay._clients.reset()
