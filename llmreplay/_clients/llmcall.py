@@ -97,7 +97,7 @@ class LLMCall:
             template = path.read_text(encoding="utf-8")
         try:
             return str(renderer.render(template, variables))
-        except pystache.common.PystacheError as exc:
+        except (pystache.parser.ParsingError, pystache.common.PystacheError) as exc:
             raise ConfigError(
                 "mustache template", str(exc), f"LLMCall ({role})", "fix the template"
             ) from None

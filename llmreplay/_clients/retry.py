@@ -3,7 +3,8 @@
 Pure functions and a small policy object; the sleeping itself is injected by the caller, so
 tests never sleep. Terminal (raised at once as ``InvalidRequestError``): 400, 401, 403, 404,
 422 and other 4xx except 408/409/429. Non-terminal (retried, then ``NonTerminalError``):
-rate limits, timeouts, connection errors, 408, 409 and 5xx.
+rate limits, timeouts, connection errors, 408, 409, 5xx, and ``NonTerminalError`` raised by a
+custom client.
 """
 
 from __future__ import annotations
@@ -61,9 +62,14 @@ def is_terminal(error: BaseException) -> bool:
 
 def is_retryable(error: BaseException) -> bool:
     """Whether ``error`` is worth another attempt: an SDK connection/timeout error, a
-    retryable status, or a raw httpx2 transport error."""
+    retryable status, a raw httpx2 transport error, or ``NonTerminalError`` (which a custom
+    client's ``_raw_model_call`` raises for a failure worth retrying)."""
     import httpx2
 
+    from .._errors import NonTerminalError
+
+    if isinstance(error, NonTerminalError):
+        return True
     status = status_of(error)
     if status is not None:
         return status >= 500 or status in RETRYABLE_STATUS

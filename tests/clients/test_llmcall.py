@@ -62,3 +62,40 @@ def test_repr_shows_what_the_call_is() -> None:
         "LLMCall(system_template='sys', user_template='user {{ x }}', "
         "model_params={'temperature': 0.2})"
     )
+
+
+def test_mustache_files_render_with_mustache_semantics(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # TinyTroupe's prompts: {{#section}}, {{^inverted}}, {{{raw}}}, partials; what jinja2
+    # would reject with a TemplateSyntaxError.
+    (tmp_path / "system.mustache").write_text(
+        "{{> persona}}{{#tools}}Tool: {{name}}\n{{/tools}}{{^tools}}No tools.\n{{/tools}}"
+        "Raw: {{{raw}}} Escaped: {{raw}} Missing: [{{nothing}}]"
+    )
+    (tmp_path / "persona.mustache").write_text("I am {{who}}.\n")
+    client = llmreplay.OpenAIClient(base_url=server.url)
+    call = llmreplay.LLMCall(
+        "system.mustache", "Say {{word}}", client=client, templates_dir=tmp_path
+    )
+    system, user = call.render(who="Ada", tools=[{"name": "search"}], raw="<a&b>", word="hi")
+    assert system["content"] == (
+        "I am Ada.\nTool: search\nRaw: <a&b> Escaped: &lt;a&amp;b&gt; Missing: []"
+    )
+    assert user["content"] == "Say hi"  # inline text stays Jinja2 unless engine="mustache"
+    assert call.render(who="Bo", tools=[], raw="", word="x")[0]["content"].startswith(
+        "I am Bo.\nNo tools.\n"
+    )
+    inline = llmreplay.LLMCall("{{#items}}- {{.}}\n{{/items}}", engine="mustache", client=client)
+    assert inline.call(items=["a", "b"]) == "echo: - a\n- b\n"
+    assert json.loads(server.requests[0].body)["messages"][0]["content"] == "- a\n- b\n"
+    client.close()
+
+
+def test_mustache_errors_name_the_template(tmp_path: Path) -> None:
+    with pytest.raises(llmreplay.ConfigError, match=r"nowhere\.mustache"):
+        llmreplay.LLMCall("nowhere.mustache", templates_dir=tmp_path).render()
+    with pytest.raises(llmreplay.ConfigError, match="mustache template"):
+        llmreplay.LLMCall("{{#a}}x{{/b}}", engine="mustache").render(a=True)
+    with pytest.raises(llmreplay.ConfigError, match="jinja2 or mustache"):
+        llmreplay.LLMCall("x", engine="handlebars")

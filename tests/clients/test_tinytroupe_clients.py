@@ -1,0 +1,209 @@
+"""TinyTroupe-style custom clients, per-call retry arguments, retry logs and deadline, and
+what happens without an API key."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+import llmreplay
+from llmreplay import faults as f
+from tests.clients.conftest import FakeClock
+from tests.helpers import resolve
+from tests.server import LoopbackServer
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+class EchoBackend(llmreplay.OpenAIClient):
+    """A custom client the TinyTroupe way: it overrides the raw call and the extractor."""
+
+    def __init__(self, failures: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.failures = failures
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def _raw_model_call(self, model: str, chat_api_params: dict[str, Any]) -> Any:
+        self.calls.append((model, chat_api_params))
+        if len(self.calls) <= self.failures:
+            raise llmreplay.NonTerminalError("backend busy")
+        return {"text": "custom: " + chat_api_params["messages"][-1]["content"]}
+
+    def _raw_model_response_extractor(self, response: Any) -> Any:
+        return {"role": "assistant", "content": response["text"]}
+
+
+def test_a_custom_client_gets_the_retry_loop_and_its_hooks_are_called(clock: FakeClock) -> None:
+    backend = EchoBackend(failures=2, sleep=clock.sleep, model="my-model", temperature=0.2)
+    llmreplay.register_client("echo_backend", backend)
+    llmreplay.force_api_type("echo_backend")
+    reply = llmreplay.client().send_message(HELLO, max_attempts=3, waiting_time=0.5)
+    assert reply["content"] == "custom: hello" and reply.content == "custom: hello"
+    assert len(backend.calls) == 3  # two NonTerminalErrors retried, then the answer
+    model, params = backend.calls[-1]
+    assert model == "my-model" and params["temperature"] == 0.2
+    assert params["messages"] == HELLO
+    assert clock.waits[0] == pytest.approx(0.5, rel=0.11)  # WAITING_TIME given per call
+
+    failing = EchoBackend(failures=5, sleep=clock.sleep)
+    with pytest.raises(llmreplay.NonTerminalError) as info:
+        failing.send_message(HELLO, max_attempts=2)
+    assert info.value.attempts == 2 and len(failing.calls) == 2
+
+
+def test_setup_from_config_sets_the_sdk_client_the_default_call_uses(
+    server: LoopbackServer, clock: FakeClock
+) -> None:
+    class OwnSDK(llmreplay.OpenAIClient):
+        setups = 0
+
+        def _setup_from_config(self) -> None:
+            OwnSDK.setups += 1
+            self.client = openai.OpenAI(api_key="own-key", base_url=server.url, max_retries=0)
+
+    client = OwnSDK(base_url="http://127.0.0.1:9/unused", sleep=clock.sleep)
+    assert client.send_message(HELLO).content == "echo: hello"
+    assert client.get_embedding("cat") == pytest.approx([v for v in _vector("cat")])
+    assert OwnSDK.setups == 2
+    assert server.requests[0].headers["authorization"] == "Bearer own-key"
+    client.client.close()
+
+
+def _vector(text: str) -> list[float]:
+    from tests.server import vector
+
+    return vector(text)
+
+
+def test_unsupported_hooks_are_refused_at_registration() -> None:
+    class PickleCache(llmreplay.OpenAIClient):
+        def _save_cache(self) -> None:
+            pass
+
+    with pytest.raises(llmreplay.ConfigError, match=r"PickleCache\._save_cache") as info:
+        llmreplay.register_client("pickly", PickleCache)
+    assert "msgpack cassette" in str(info.value)
+
+
+def test_set_api_cache_and_count_tokens_exist_on_clients(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    client = llmreplay.OpenAIClient(base_url=server.url)
+    client.set_api_cache(True, str(tmp_path / "own.msgpack"))
+    client.send_message(HELLO)
+    client.send_message(HELLO)
+    assert len(server.requests) == 1 and (tmp_path / "own.msgpack").exists()
+    client.set_api_cache(False)
+    client.send_message(HELLO)
+    assert len(server.requests) == 2
+    assert client._count_tokens(HELLO, "gpt-4o") == llmreplay.count_tokens(HELLO, "gpt-4o")
+    assert client._count_tokens(HELLO, "no-such-model") is None  # TinyTroupe: None, logged
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_retries_log_each_attempt_and_wait(
+    server: LoopbackServer, clock: FakeClock, sync: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = llmreplay.OpenAIClient(base_url=server.url, sleep=clock.sleep, asleep=clock.asleep)
+    schedule = f.sequence([f.RateLimit(), f.ServerError(503), f.PASS])
+    call = client.send_message if sync else client.asend_message
+    with (
+        caplog.at_level(logging.WARNING, logger="llmreplay"),
+        llmreplay.cassette("c.msgpack", mode="live", faults=schedule),
+    ):
+        reply = await resolve(
+            call(HELLO, max_attempts=4, waiting_time=2, exponential_backoff_factor=3)
+        )
+    assert reply.content == "echo: hello"
+    lines = [r.getMessage() for r in caplog.records if r.name == "llmreplay"]
+    assert len(lines) == 2
+    assert lines[0].startswith("attempt 1/4 failed (RateLimitError, status 429); retrying in")
+    assert lines[1].startswith("attempt 2/4 failed (InternalServerError, status 503)")
+    # Per-call waiting_time and backoff factor: 2 then 2*3 (plus at most 10% jitter).
+    assert 2 <= clock.waits[0] <= 2.2 and 6 <= clock.waits[1] <= 6.6
+    await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_max_total_wait_bounds_all_the_waits_of_a_call(
+    server: LoopbackServer, clock: FakeClock, sync: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    llmreplay.force_default_value("MAX_TOTAL_WAIT", 10)
+    llmreplay.force_default_value("JITTER", 0)
+    client = llmreplay.OpenAIClient(base_url=server.url, sleep=clock.sleep, asleep=clock.asleep)
+    call = client.send_message if sync else client.asend_message
+    with (
+        caplog.at_level(logging.ERROR, logger="llmreplay"),
+        llmreplay.cassette("c.msgpack", mode="live", faults=f.ServerError()),
+        pytest.raises(llmreplay.NonTerminalError, match="MAX_TOTAL_WAIT=10") as info,
+    ):
+        await resolve(call(HELLO, max_attempts=10, waiting_time=2, exponential_backoff_factor=2))
+    # Waits 2 + 4 = 6; the next (8) would make 14 > 10, so the call stops after attempt 3.
+    assert clock.waits == [2, 4] and info.value.attempts == 3
+    assert any("MAX_TOTAL_WAIT" in r.getMessage() for r in caplog.records)
+    await client.aclose()
+
+
+def test_per_call_arguments_are_validated_and_name_themselves(server: LoopbackServer) -> None:
+    client = llmreplay.OpenAIClient(base_url=server.url)
+    with pytest.raises(llmreplay.ConfigError, match=r"send_message\(max_attempts=...\)"):
+        client.send_message(HELLO, max_attempts=0)
+    assert server.requests == []
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_without_a_key_the_sdk_says_so_and_nothing_is_sent(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch, sync: bool
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY")
+    client = llmreplay.OpenAIClient(base_url=server.url)
+    call = client.send_message if sync else client.asend_message
+    with pytest.raises(openai.OpenAIError, match="Missing credentials"):
+        await resolve(call(HELLO))
+    assert server.requests == []
+
+
+@pytest.mark.anyio
+async def test_without_a_key_the_cache_still_answers_what_it_holds(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sync: bool
+) -> None:
+    cache = tmp_path / "cache.msgpack"
+    llmreplay.force_api_cache(True, str(cache))
+    keyed = llmreplay.OpenAIClient(base_url=server.url)
+    assert keyed.send_message(HELLO).content == "echo: hello"
+    keyed.close()
+
+    monkeypatch.delenv("OPENAI_API_KEY")
+    keyless = llmreplay.OpenAIClient(base_url=server.url)
+    call = keyless.send_message if sync else keyless.asend_message
+    assert (await resolve(call(HELLO))).content == "echo: hello"  # a hit needs no key
+    with pytest.raises(llmreplay.ConfigError, match="set OPENAI_API_KEY") as info:
+        await resolve(call([{"role": "user", "content": "not cached"}]))
+    assert str(cache) in str(info.value)
+    assert len(server.requests) == 1  # the miss was not sent with a placeholder key
+    await keyless.aclose()
+
+
+def test_inside_a_replay_cassette_no_key_is_needed(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cassette = tmp_path / "c.msgpack"
+    with llmreplay.cassette(cassette, mode="record"):
+        client = llmreplay.OpenAIClient(base_url=server.url)
+        client.send_message(HELLO)
+        client.close()
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with llmreplay.cassette(cassette, mode="replay"):
+        client = llmreplay.OpenAIClient(base_url=server.url)
+        assert client.send_message(HELLO).content == "echo: hello"
+        client.close()
+    assert len(server.requests) == 1
+    sent = json.loads(server.requests[0].body)
+    assert sent["messages"] == HELLO
