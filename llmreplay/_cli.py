@@ -22,6 +22,8 @@ from ._match import KeySpec
 from ._scrub import DEFAULT_FILTER_QUERY
 from ._version import __version__
 
+DEFAULT_PICKLE_URL = "https://api.openai.com/v1/chat/completions"  # _pickle_import's default
+
 PLAYED_FILE = ".llmreplay-played.json"  # written by the pytest plugin (pytest_plugin.py)
 
 
@@ -236,6 +238,18 @@ def cmd_import_vcr(args: argparse.Namespace) -> int:
     return 1 if skipped and not imported else 0
 
 
+def cmd_import_pickle(args: argparse.Namespace) -> int:
+    from ._pickle_import import convert
+
+    result = convert(Path(args.cache), Path(args.output), trust=args.trust, url=args.url)
+    text = "".join(f"skipped {key}: {why}\n" for key, why in result.skipped)
+    text += f"converted {result.interactions} interaction(s) into {args.output}"
+    text += f"; skipped {len(result.skipped)}\n"
+    data = {"interactions": result.interactions, "skipped": [list(s) for s in result.skipped]}
+    _out(args, data, text)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     data = {
         "format": "llmreplay-cassette",
@@ -329,6 +343,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="FILE|DIR")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p = command(
+        "import-pickle",
+        cmd_import_pickle,
+        "convert a TinyTroupe pickle cache once (data only, never code; needs --trust)",
+        True,
+    )
+    p.add_argument("cache", metavar="CACHE")
+    p.add_argument("-o", "--output", required=True, metavar="CACHE.msgpack")
+    p.add_argument("--trust", action="store_true", help="you made this cache and vouch for it")
+    p.add_argument("--url", default=DEFAULT_PICKLE_URL, help="the chat URL the calls went to")
     p = command("export", cmd_export, "write a readable JSON or YAML copy of a cassette")
     p.add_argument("cassette")
     p.add_argument("--format", choices=("json", "yaml"), default="json")

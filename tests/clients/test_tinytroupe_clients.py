@@ -37,6 +37,13 @@ class EchoBackend(llmreplay.OpenAIClient):
     def _raw_model_response_extractor(self, response: Any) -> Any:
         return {"role": "assistant", "content": response["text"]}
 
+    def _raw_embedding_model_call(self, text: str | list[str], model: str) -> Any:
+        self.calls.append((model, {"input": text}))
+        return {"vectors": [[float(len(text))]]}
+
+    def _raw_embedding_model_response_extractor(self, response: Any) -> Any:
+        return response["vectors"]
+
 
 def test_a_custom_client_gets_the_retry_loop_and_its_hooks_are_called(clock: FakeClock) -> None:
     backend = EchoBackend(failures=2, sleep=clock.sleep, model="my-model", temperature=0.2)
@@ -49,6 +56,9 @@ def test_a_custom_client_gets_the_retry_loop_and_its_hooks_are_called(clock: Fak
     assert model == "my-model" and params["temperature"] == 0.2
     assert params["messages"] == HELLO
     assert clock.waits[0] == pytest.approx(0.5, rel=0.11)  # WAITING_TIME given per call
+
+    assert backend.get_embedding("four") == [4.0]
+    assert backend.calls[-1] == ("text-embedding-3-small", {"input": "four"})
 
     failing = EchoBackend(failures=5, sleep=clock.sleep)
     with pytest.raises(llmreplay.NonTerminalError) as info:
@@ -207,3 +217,15 @@ def test_inside_a_replay_cassette_no_key_is_needed(
     assert len(server.requests) == 1
     sent = json.loads(server.requests[0].body)
     assert sent["messages"] == HELLO
+
+
+def test_tinytroupe_azure_variable_names_work(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_KEY", "tinytroupe-azure-key")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.origin)
+    client = llmreplay.AzureClient(azure_deployment="dep")
+    assert client.send_message(HELLO).content == "echo: hello"
+    assert server.requests[0].headers["api-key"] == "tinytroupe-azure-key"
+    assert server.requests[0].path.startswith("/openai/deployments/dep/chat/completions")
+    client.close()
