@@ -3,8 +3,15 @@
 Lookups are one dict access by key (O(1) in cassette size). Identical requests keep every
 recorded response and replay them in recorded order; ``allow_repeats`` repeats the last.
 Saving merges under the storage lock with what is on disk, so parallel writers lose nothing:
-``auto`` adds its new interactions; ``record`` replaces, per key, what the file held with
-what this run recorded, and keeps keys this run did not touch.
+``auto`` adds its new interactions; ``record`` replaces, per key, what the file held from
+before this cassette was opened with what this run recorded, and keeps keys this run did not
+touch (``rewrite=True``: replaces the whole file's older content, as the pytest plugin does
+for a test's own cassette). Answers recorded by another process after this one opened the
+file are never dropped, so parallel recorders of the same request keep every answer.
+
+By default ``record``/``auto`` keep only answers a test should see again: errors worth a
+retry (408, 409, 429, 5xx, 529), upstream-cut streams and credential refusals (401/403, which
+raise ``RequestRefused`` instead) are not stored; ``record_errors=True`` stores them.
 """
 
 from __future__ import annotations
@@ -27,11 +34,11 @@ import httpx2
 
 from . import _format, _patch
 from ._engine import Exhausted, Forward, Found, Hit, InjectFault, Miss, NotRecorded, Replay, decide
-from ._errors import CassetteMiss, LLMReplayError, sdk_transparent
-from ._faults import Fault, FaultPlan, FaultsArg, as_schedule
+from ._errors import CassetteMiss, LLMReplayError, RequestRefused, sdk_transparent
+from ._faults import Fault, FaultPlan, FaultsArg, as_schedule, provider
 from ._match import KeySpec, RequestView, closest
 from ._modes import Mode
-from ._scrub import BeforeRecord, Scrubber
+from ._scrub import BeforeRecord, Scrubber, redact_message
 from ._storage import FileStorage, Storage
 from ._streams import RecordingStream, ReplayStream
 from ._transport import CassetteTransport
@@ -42,8 +49,14 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T", httpx2.BaseTransport, httpx2.AsyncBaseTransport)
 
-# Used when no API key is configured: replay needs none, and a real server refuses it.
+# Used when no API key is configured: replay needs none, and it is never sent upstream.
 PLACEHOLDER_KEY = "sk-llmreplay-no-key"
+
+# Answers not stored unless record_errors=True: worth a retry, so the retry's answer is what
+# belongs in the cassette; and refused credentials, which would be replayed forever.
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 529}) | frozenset(range(500, 600))
+REFUSED_STATUSES = frozenset({401, 403})
+_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
 @dataclass
@@ -65,6 +78,7 @@ class Upstream:
     key: str
     store: bool
     secrets: list[str] = field(default_factory=list)
+    drain: bool = False  # read all of upstream even if the caller stops (a fault cut it)
 
 
 @dataclass(slots=True)
@@ -89,6 +103,10 @@ def _save_unsaved() -> None:  # pragma: no cover - runs at interpreter exit
             cassette.save()
         except (LLMReplayError, OSError) as exc:
             sys.stderr.write(f"llmreplay: recordings not saved at exit: {exc}\n")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _view(request: httpx2.Request) -> RequestView:
@@ -126,15 +144,25 @@ class Cassette:
         faults: FaultsArg = None,
         realtime: bool = False,
         storage: Storage | None = None,
+        record_errors: bool = False,
+        rewrite: bool = False,
+        mode_source: str = "cassette(mode=...)",
     ) -> None:
         self.path = Path(path)
-        self.mode = Mode.parse(mode, source="cassette(mode=...)")
+        self._storage: Storage = storage or FileStorage()
+        self.requested_mode = Mode.parse(mode, source=mode_source)
+        self.mode_source = mode_source
+        self.mode = self.requested_mode.resolve(
+            self.requested_mode is Mode.ONCE and self._storage.load(self.path) is not None
+        )
+        self.record_errors = record_errors
+        self.rewrite = rewrite
+        self.opened_at = _now()
         self.allow_repeats = allow_repeats
         self.realtime = realtime
         self.faults = as_schedule(faults)
         self._scrubber = Scrubber(filter_headers, filter_query, before_record)
         self._spec = KeySpec.build(match_on, ignore, self._scrubber.query)
-        self._storage: Storage = storage or FileStorage()
         self._lock = threading.RLock()
         self._by_key: dict[str, list[_format.Interaction]] = {}
         self._cursor: dict[str, int] = {}
@@ -144,7 +172,6 @@ class Cassette:
         self._used: set[tuple[str, int]] = set()
         self._recorded_per_key: dict[str, int] = {}
         self.writes = 0
-        self._replaced: set[str] = set()
         self._stats = Stats()
         self._wrappers: weakref.WeakKeyDictionary[Any, CassetteTransport] = (
             weakref.WeakKeyDictionary()
@@ -156,6 +183,12 @@ class Cassette:
 
     def __repr__(self) -> str:
         return f"<Cassette {str(self.path)!r} mode={self.mode.value}>"
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
 
     # -- reading and saving --------------------------------------------------------------
 
@@ -183,9 +216,15 @@ class Cassette:
         with self._storage.lock(self.path):
             items = self._read()
             if self.mode is Mode.RECORD:
-                fresh = {item.key for item in pending} - self._replaced
-                items = [item for item in items if item.key not in fresh]
-                self._replaced |= fresh
+                # What was recorded before this run is replaced (every key with rewrite,
+                # else the keys this run recorded); what another process recorded since
+                # this cassette was opened is kept.
+                fresh = {item.key for item in pending}
+                items = [
+                    item
+                    for item in items
+                    if item.recorded_at >= self.opened_at or not (self.rewrite or item.key in fresh)
+                ]
             items.extend(pending)
             self._storage.save(self.path, _format.encode(items, self._spec.describe()))
             self.writes += 1
@@ -369,10 +408,36 @@ class Cassette:
             response = self._replayed(request, action.interaction)
             return Plan(response=response, delay=faulted.delay + head, wrap=wrap)
         assert isinstance(action, Forward)
-        # An answer a fault alters (cut, truncated) is never recorded; latency alone is.
-        store = action.store and faulted.wrap is None
+        self._refuse_placeholder(request)
+        # A fault that alters the answer (cut, truncated) alters only what the caller sees:
+        # the whole upstream answer is read and stored, so the next replay plays.
         secrets = self._scrubber.secrets(view.headers, view.url)
-        return Plan(upstream=Upstream(key, store, secrets), delay=faulted.delay, wrap=wrap)
+        upstream = Upstream(key, action.store, secrets, drain=faulted.wrap is not None)
+        return Plan(upstream=upstream, delay=faulted.delay, wrap=wrap)
+
+    def _refuse_placeholder(self, request: httpx2.Request) -> None:
+        """No key, no recording: the placeholder that lets replay start is never sent."""
+        credentials = " ".join(
+            request.headers.get(name, "") for name in ("authorization", "x-api-key", "api-key")
+        )
+        if PLACEHOLDER_KEY not in credentials:
+            return
+        variable = _KEY_ENV[provider(request)]
+        raise sdk_transparent(
+            RequestRefused(
+                host=request.url.host,
+                path=request.url.path,
+                where=str(self.path),
+                reason=(
+                    f"it must go upstream (mode={self.mode.value}) but no API key is set, "
+                    "so it cannot be recorded"
+                ),
+                hint=(
+                    f"Set {variable} to record it; requests already in the cassette replay "
+                    "without a key."
+                ),
+            )
+        )
 
     def _source(self, source: str, key: str, fault: Fault | None = None) -> dict[str, Any]:
         info: dict[str, Any] = {"source": source, "key": key, "cassette": str(self.path)}
@@ -404,17 +469,20 @@ class Cassette:
             candidates = [items[0] for items in self._by_key.values()]
         nearest = closest(view, map(_stored_view, candidates), self._spec)
         path = httpx2.URL(view.url).path
+        # No credential of this request (a key in its path or echoed in its body) is printed.
+        secrets = self._scrubber.secrets(view.headers, view.url)
         return CassetteMiss(
             path=str(self.path),
             mode=self.mode.value,
+            mode_source=self.mode_source,
             method=view.method,
-            url=path,
+            url=redact_message(path, secrets),
             key=key,
             reason=reason,
             closest=None
             if nearest is None
             else f"{nearest[0].method} {httpx2.URL(nearest[0].url).path}",
-            diff="" if nearest is None else nearest[1],
+            diff="" if nearest is None else redact_message(nearest[1], secrets),
         )
 
     def _replayed(self, request: httpx2.Request, item: _format.Interaction) -> httpx2.Response:
@@ -441,7 +509,28 @@ class Cassette:
             **response.extensions,
             "llmreplay": self._source("upstream", plan.key),
         }
-        if not plan.store:
+        store = plan.store
+        status = response.status_code
+        if store and not self.record_errors and status in REFUSED_STATUSES:
+            response.close()
+            raise sdk_transparent(
+                RequestRefused(
+                    host=request.url.host,
+                    path=request.url.path,
+                    where=str(self.path),
+                    reason=(
+                        f"upstream refused the credentials ({status}) and nothing was written "
+                        "to the cassette"
+                    ),
+                    hint=(
+                        f"Set a valid {_KEY_ENV[provider(request)]} to record, or pass "
+                        "record_errors=True to store error answers on purpose."
+                    ),
+                )
+            )
+        if store and not self.record_errors and status in RETRYABLE_STATUSES:
+            store = False  # the retry's answer is the one to keep
+        if not store:
             with self._lock:
                 self._stats.live += 1
             return response
@@ -453,13 +542,17 @@ class Cassette:
             commit([b"".join(stream)], [0.0], None)
         else:
             assert isinstance(stream, httpx2.SyncByteStream | httpx2.AsyncByteStream)
-            response.stream = RecordingStream(stream, commit)
+            response.stream = RecordingStream(stream, commit, drain=plan.drain)
         return response
 
     def _committer(
         self, request: httpx2.Request, response: httpx2.Response, plan: Upstream, elapsed: float
     ) -> Callable[[list[bytes], list[float], str | None], None]:
         def commit(chunks: list[bytes], offsets: list[float], ended: str | None) -> None:
+            if ended == "upstream" and not self.record_errors:
+                with self._lock:  # a transport error: not an answer to replay
+                    self._stats.live += 1
+                return
             streamed = ended is not None or response.headers.get("content-type", "").startswith(
                 "text/event-stream"
             )
@@ -478,7 +571,7 @@ class Cassette:
                     chunks=chunks if streamed else None,
                     cut=ended,
                 ),
-                recorded_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+                recorded_at=_now(),
                 elapsed_ms=elapsed,
                 chunk_ms=offsets if streamed else [],
             )

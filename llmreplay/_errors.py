@@ -5,6 +5,8 @@ LLMReplayError
  ├── CassetteError        a cassette file cannot be used: not a cassette, truncated, newer version
  ├── CassetteMiss         replay has no (more) recordings for a request; never goes to the network
  ├── ConfigError          a setting has a bad value; says where the value came from
+ ├── RequestRefused       an LLM call outside every cassette, or a credential-less recording
+ │    └── NetworkBlocked  a socket connection the --llm-block-network allow-list refuses
  ├── InvalidRequestError  client layer: terminal, the request itself is wrong (400/401/403/404)
  └── NonTerminalError     client layer: worth retrying (rate limit, timeout, connection, 5xx)
 ```
@@ -42,7 +44,8 @@ class CassetteError(LLMReplayError):
 class CassetteMiss(LLMReplayError):
     """Replay found no recording for a request, so nothing was sent anywhere.
 
-    Fields: ``path`` (the cassette), ``mode``, ``method``, ``url``, ``key``, ``reason``
+    Fields: ``path`` (the cassette), ``mode`` and ``mode_source`` (where the mode was set),
+    ``method``, ``url``, ``key``, ``reason``
     and ``closest`` (the nearest recorded request as ``"METHOD path"``, or ``None``) with
     ``diff`` (a unified diff of the canonical requests, or ``""``).
     """
@@ -58,9 +61,11 @@ class CassetteMiss(LLMReplayError):
         reason: str,
         closest: str | None = None,
         diff: str = "",
+        mode_source: str = "",
     ) -> None:
         self.path = path
         self.mode = mode
+        self.mode_source = mode_source
         self.method = method
         self.url = url
         self.key = key
@@ -68,7 +73,8 @@ class CassetteMiss(LLMReplayError):
         self.closest = closest
         self.diff = diff
         lines = [
-            f"no recording for {method} {url} in cassette {path} (mode={mode}): {reason}.",
+            f"no recording for {method} {url} in cassette {path} "
+            f"(mode={mode}{', from ' + mode_source if mode_source else ''}): {reason}.",
             f"  request key: {key}",
         ]
         if closest is not None:
@@ -96,6 +102,38 @@ class ConfigError(LLMReplayError):
         self.source = source
         self.expected = expected
         super().__init__(f"{value!r} from {source} is not a valid {setting}; {expected}")
+
+
+class RequestRefused(LLMReplayError):
+    """A request was refused before anything was sent: ``host`` and ``path`` say which,
+    ``where`` what was running (a test's node id), ``reason`` why and ``hint`` how to fix it.
+    """
+
+    def __init__(self, *, host: str, path: str, where: str, reason: str, hint: str) -> None:
+        self.host = host
+        self.path = path
+        self.where = where
+        self.reason = reason
+        self.hint = hint
+        place = f" in {where}" if where else ""
+        super().__init__(
+            f"llmreplay refused a request to {host}{path}{place}: {reason}; nothing was sent. "
+            f"{hint}"
+        )
+
+
+class NetworkBlocked(RequestRefused):
+    """A socket connection to a host not on the allow-list (``--llm-block-network``)."""
+
+    def __init__(self, *, host: str, port: int, where: str) -> None:
+        self.port = port
+        super().__init__(
+            host=host,
+            path=f":{port}",
+            where=where,
+            reason="the network is blocked (--llm-block-network) and this host is not allowed",
+            hint="Add it to --llm-allow-hosts (ini llm_allow_hosts) if the test may reach it.",
+        )
 
 
 class InvalidRequestError(LLMReplayError):

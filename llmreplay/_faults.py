@@ -24,6 +24,7 @@ import fnmatch
 import itertools
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -245,29 +246,67 @@ class ProtocolError(TransportFault):
 # -- changes to the real answer ----------------------------------------------------------
 
 
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+def _events(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Server-sent events, each with its blank line, however the bytes were read."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        while match := _EVENT_END.search(buffer):
+            yield buffer[: match.end()]
+            buffer = buffer[match.end() :]
+    if buffer:
+        yield buffer
+
+
+async def _aevents(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        while match := _EVENT_END.search(buffer):
+            yield buffer[: match.end()]
+            buffer = buffer[match.end() :]
+    if buffer:
+        yield buffer
+
+
+async def _achunks(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for chunk in chunks:
+        yield chunk
+
+
 class _CuttingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
-    def __init__(self, inner: Any, after: int, request: httpx2.Request) -> None:
+    """Yields ``after`` pieces, then raises: server-sent events for an event stream (however
+    upstream wrote them), the chunks as received or recorded otherwise."""
+
+    def __init__(self, inner: Any, after: int, request: httpx2.Request, events: bool) -> None:
         self._inner = inner
         self._after = after
         self._request = request
+        self._events = events
 
     def _cut(self) -> httpx2.RemoteProtocolError:
+        unit = "event" if self._events else "chunk"
         return httpx2.RemoteProtocolError(
-            f"stream cut after {self._after} chunk(s) (llmreplay fault)", request=self._request
+            f"stream cut after {self._after} {unit}(s) (llmreplay fault)", request=self._request
         )
 
     def __iter__(self) -> Iterator[bytes]:
-        for count, chunk in enumerate(self._inner, start=1):
-            yield chunk
+        pieces = _events(self._inner) if self._events else iter(self._inner)
+        for count, piece in enumerate(pieces, start=1):
+            yield piece
             if count >= self._after:
                 raise self._cut()
         raise self._cut()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        pieces = _aevents(aiter(self._inner)) if self._events else _achunks(aiter(self._inner))
         count = 0
-        async for chunk in self._inner:
+        async for piece in pieces:
             count += 1
-            yield chunk
+            yield piece
             if count >= self._after:
                 raise self._cut()
         raise self._cut()
@@ -280,7 +319,10 @@ class _CuttingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
 
 
 class CutStream(Fault):
-    """The real response, cut after ``after`` chunks with ``httpx2.RemoteProtocolError``."""
+    """The real response, cut with ``httpx2.RemoteProtocolError`` after ``after`` server-sent
+    events (for an event stream, whatever upstream's write pattern) or chunks (otherwise).
+    In ``record``/``auto`` the whole answer is still read and stored: only the caller's view
+    is cut."""
 
     kind = "cut_stream"
 
@@ -292,7 +334,10 @@ class CutStream(Fault):
 
     def plan(self, request: httpx2.Request) -> FaultPlan:
         def wrap(response: httpx2.Response) -> httpx2.Response:
-            response.stream = _CuttingStream(response.stream, self.after, request)
+            events = response.headers.get("content-type", "").startswith(
+                "text/event-stream"
+            ) and not response.headers.get("content-encoding")
+            response.stream = _CuttingStream(response.stream, self.after, request, events)
             return response
 
         return FaultPlan(wrap=wrap)

@@ -6,6 +6,7 @@
 | record   | upstream (re-record) | upstream                  | every interaction    |
 | replay   | cassette             | CassetteMiss, no network  | nothing              |
 | auto     | cassette             | upstream, then stored     | new interactions     |
+| once     | as replay when the file exists, else as record                        |
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Mode(StrEnum):
     RECORD = "record"
     REPLAY = "replay"
     AUTO = "auto"
+    ONCE = "once"
 
     def __str__(self) -> str:
         return self.value
@@ -42,6 +44,13 @@ class Mode(StrEnum):
                 pass
         expected = "expected one of: " + ", ".join(m.value for m in cls)
         raise ConfigError("mode", value, source, expected)
+
+    def resolve(self, exists: bool) -> Mode:
+        """The mode a cassette runs in: ``once`` is ``replay`` for an existing file and
+        ``record`` for a new one; every other mode is itself."""
+        if self is Mode.ONCE:
+            return Mode.REPLAY if exists else Mode.RECORD
+        return self
 
     @property
     def reads(self) -> bool:

@@ -1,41 +1,111 @@
-"""The one implicit interception point: ``httpx2.Client._transport_for_url`` and its async twin.
+"""Implicit capture: which cassette a request belongs to, and the patch points that ask.
 
-While a cassette is active (``with llmreplay.cassette(...)``), every request sent by any
-httpx2 client, whenever it was created and whatever transport it has (the SDKs' default
-one, an aiohttp-backed one, a mounted proxy), goes through that cassette's transport, with
-the client's own transport kept as upstream. Activations nest (the innermost cassette
-wins) and are reference-counted: the original methods are restored when the last one ends,
-even after an error.
+The one httpx2 interception point is ``httpx2.Client._transport_for_url`` and its async
+twin: every request of any httpx2 client, whenever it was created and whatever transport it
+has, goes through the cassette that ``route()`` names, with the client's own transport kept
+as upstream. Adapters for other HTTP stacks (modules named in ``STACKS``) patch their own
+library's single send point and ask ``route()`` the same question.
 
-Clients of the legacy ``httpx`` package (which the SDKs still accept as ``http_client``)
-cannot be recorded; when ``httpx`` is loaded, their requests inside a cassette block are
-refused with a ``ConfigError`` that says to pass an httpx2 client, instead of silently
-reaching the network.
+Which cassette (``route``):
+1. the innermost cassette active in this thread or asyncio task (a ``ContextVar``: a
+   ``with llmreplay.cassette(...)`` block in one thread never captures another thread's
+   requests, and tasks inherit the block they were created in);
+2. otherwise, when exactly one cassette is active in the whole process, that one (worker
+   threads a test starts, e.g. a ``ThreadPoolExecutor``, are captured by the test's cassette);
+3. otherwise, when several are active in other threads, the request is refused: it is
+   ambiguous, and guessing would record into the wrong file;
+4. outside every cassette, the ``Guard`` (when on: the pytest plugin turns it on) refuses
+   LLM-shaped requests; anything else passes untouched.
+
+Patches are installed while a cassette is active or a guard is on, reference-counted, and
+restored when the last one ends, even after an error.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 import threading
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from ._errors import ConfigError, RequestRefused, sdk_transparent
+from ._transport import CassetteTransport
+
 if TYPE_CHECKING:
     from ._cassette import Cassette
+    from ._guard import Guard
+
+# Adapters for other HTTP stacks: modules ``llmreplay._stacks.<name>`` with ``install()``
+# and ``uninstall()``; each imports its library only when it is installed.
+STACKS: tuple[str, ...] = ()
 
 _lock = threading.Lock()
-_active: list[Cassette] = []
+_context: ContextVar[tuple[Cassette, ...]] = ContextVar("llmreplay_cassettes", default=())
+_active: dict[Cassette, int] = {}  # every activation in the process, by cassette
+_guards: list[Guard] = []  # the innermost (last) one is in force
+_installed = False
 _originals: dict[type[Any], Any] = {}
+_stack_modules: list[Any] = []
 
 
-def _current() -> Cassette | None:
-    return _active[-1] if _active else None
+def current() -> Cassette | None:
+    """The cassette a request sent now, from this thread or task, belongs to (or None).
+
+    Raises ``RequestRefused`` when this thread has none and several are active elsewhere.
+    """
+    for cassette in reversed(_context.get()):
+        if cassette in _active:
+            return cassette
+    active = list(_active)
+    if not active:
+        return None
+    if len(active) == 1:
+        return active[0]
+    names = ", ".join(sorted(str(c.path) for c in active))
+    raise sdk_transparent(
+        RequestRefused(
+            host="",
+            path="",
+            where=threading.current_thread().name,
+            reason=(
+                f"this thread has no cassette of its own and {len(active)} are active in "
+                f"other threads ({names}), so which one it belongs to is ambiguous"
+            ),
+            hint=(
+                "Open the cassette in the thread that sends the request, or wire the client "
+                "explicitly: httpx2.Client(transport=cassette.transport())."
+            ),
+        )
+    )
+
+
+def route(url: str, *, network: bool = True) -> Cassette | None:
+    """The cassette for a request to ``url`` now; ``None`` lets it pass untouched.
+
+    Raises ``RequestRefused`` (SDK-transparent) when the guard refuses it; a request whose
+    transport never reaches the network (``network=False``: a mock) is not refused.
+    """
+    cassette = current()
+    if cassette is None and network and _guards:
+        try:
+            _guards[-1].check(url)
+        except RequestRefused as exc:
+            raise sdk_transparent(exc) from None
+    return cassette
+
+
+# -- httpx2 ------------------------------------------------------------------------------
 
 
 def _sync_transport_for_url(self: httpx2.Client, url: httpx2.URL) -> httpx2.BaseTransport:
     upstream: httpx2.BaseTransport = _originals[httpx2.Client](self, url)
-    cassette = _current()
+    if isinstance(upstream, CassetteTransport):  # wired explicitly to a cassette
+        return upstream
+    cassette = route(str(url), network=_reaches_network(upstream, "handle_request"))
     return upstream if cassette is None else cassette._transport_over(upstream)
 
 
@@ -43,16 +113,31 @@ def _async_transport_for_url(
     self: httpx2.AsyncClient, url: httpx2.URL
 ) -> httpx2.AsyncBaseTransport:
     upstream: httpx2.AsyncBaseTransport = _originals[httpx2.AsyncClient](self, url)
-    cassette = _current()
+    if isinstance(upstream, CassetteTransport):
+        return upstream
+    cassette = route(str(url), network=_reaches_network(upstream, "handle_async_request"))
     return upstream if cassette is None else cassette._transport_over(upstream)
 
 
-def _legacy_transport_for_url(self: Any, url: Any) -> Any:
-    from ._errors import ConfigError, sdk_transparent
+def _reaches_network(upstream: object, method: str) -> bool:
+    """Whether a transport sends to the network: not a mock, and not one that vcrpy (the
+    llmreplay.vcr bridge's users) has patched to record or replay it."""
+    if isinstance(upstream, httpx2.MockTransport):
+        return False
+    code = getattr(getattr(type(upstream), method, None), "__code__", None)
+    filename = str(getattr(code, "co_filename", "")).replace("\\", "/")
+    return "/vcr/" not in filename
 
-    cassette = _current()
+
+# -- legacy httpx: refused inside a cassette until it has an adapter ----------------------
+
+
+def _legacy_transport_for_url(self: Any, url: Any) -> Any:
+    original = next(_originals[cls] for cls in type(self).__mro__ if cls in _originals)
+    upstream = original(self, url)
+    cassette = route(str(url), network=type(upstream).__name__ != "MockTransport")
     if cassette is None:
-        return _original_legacy(self, url)
+        return upstream
     raise sdk_transparent(
         ConfigError(
             "http_client",
@@ -64,23 +149,16 @@ def _legacy_transport_for_url(self: Any, url: Any) -> Any:
     )
 
 
-def _original_legacy(client: Any, url: Any) -> Any:
-    for cls in type(client).__mro__:
-        if cls in _originals:
-            return _originals[cls](client, url)
-    raise RuntimeError("legacy httpx is not patched")  # pragma: no cover - guarded above
-
-
-_REPLACEMENTS: dict[type[Any], Any] = {
-    httpx2.Client: _sync_transport_for_url,
-    httpx2.AsyncClient: _async_transport_for_url,
-}
-
-
 def _targets() -> dict[type[Any], Any]:
-    targets = dict(_REPLACEMENTS)
-    legacy = sys.modules.get("httpx")
-    if legacy is not None:  # only when the application already loaded it
+    targets: dict[type[Any], Any] = {
+        httpx2.Client: _sync_transport_for_url,
+        httpx2.AsyncClient: _async_transport_for_url,
+    }
+    if "llmreplay._stacks.httpx" not in {m.__name__ for m in _stack_modules} and (
+        "httpx" in sys.modules or importlib.util.find_spec("httpx") is not None
+    ):
+        # Imported here when installed, so an httpx first imported later is covered too.
+        legacy = importlib.import_module("httpx")
         for name in ("Client", "AsyncClient"):
             cls = getattr(legacy, name, None)
             if isinstance(cls, type) and "_transport_for_url" in cls.__dict__:
@@ -88,27 +166,70 @@ def _targets() -> dict[type[Any], Any]:
     return targets
 
 
+def _install() -> None:
+    global _installed
+    if _installed:
+        return
+    for name in STACKS:
+        module = importlib.import_module(f"llmreplay._stacks.{name}")
+        module.install()
+        _stack_modules.append(module)
+    for cls, replacement in _targets().items():
+        _originals[cls] = cls.__dict__["_transport_for_url"]
+        cls._transport_for_url = replacement
+    _installed = True
+
+
+def _uninstall() -> None:
+    global _installed
+    if not _installed or _active or _guards:
+        return
+    for cls, original in _originals.items():
+        cls._transport_for_url = original
+    _originals.clear()
+    while _stack_modules:
+        _stack_modules.pop().uninstall()
+    _installed = False
+
+
 def activate(cassette: Cassette) -> None:
-    """Route every httpx2 client's requests through ``cassette`` until ``deactivate``."""
+    """Route this thread's (and task's) requests through ``cassette`` until ``deactivate``."""
+    _context.set((*_context.get(), cassette))
     with _lock:
-        if not _active:
-            for cls, replacement in _targets().items():
-                _originals[cls] = cls.__dict__["_transport_for_url"]
-                cls._transport_for_url = replacement
-        _active.append(cassette)
+        _active[cassette] = _active.get(cassette, 0) + 1
+        _install()
 
 
 def deactivate(cassette: Cassette) -> None:
-    """End one activation of ``cassette``; the last one restores httpx2 as it was."""
+    """End one activation of ``cassette``; the last activation overall restores the patches."""
+    stack = _context.get()
+    for index in range(len(stack) - 1, -1, -1):
+        if stack[index] is cassette:
+            _context.set(stack[:index] + stack[index + 1 :])
+            break
     with _lock:
-        for index in range(len(_active) - 1, -1, -1):
-            if _active[index] is cassette:
-                del _active[index]
-                break
-        if not _active:
-            for cls, original in _originals.items():
-                cls._transport_for_url = original
-            _originals.clear()
+        count = _active.get(cassette, 0) - 1
+        if count > 0:
+            _active[cassette] = count
+        else:
+            _active.pop(cassette, None)
+        _uninstall()
+
+
+def push_guard(guard: Guard) -> None:
+    """Turn the outside-every-cassette guard on until ``pop_guard(guard)``; guards nest
+    (a pytest run inside a pytest run), the innermost is in force."""
+    with _lock:
+        _guards.append(guard)
+        _install()
+
+
+def pop_guard(guard: Guard) -> None:
+    """End ``guard``; the last guard and cassette to end restore the patches."""
+    with _lock:
+        if guard in _guards:
+            _guards.remove(guard)
+        _uninstall()
 
 
 def is_patched() -> bool:

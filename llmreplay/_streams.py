@@ -4,8 +4,9 @@
 their recorded offsets, and ends the way the recording ended (a stream that upstream cut
 raises ``httpx2.RemoteProtocolError`` again). ``RecordingStream`` hands each upstream chunk
 to the caller as it arrives, notes it and its time, and reports the whole on close: a
-stream the caller abandoned or upstream broke is reported as cut. One class of each serves
-sync and async clients.
+stream the caller abandoned or upstream broke is reported as cut (with ``drain``, a stream the
+caller stopped reading because a fault cut it is read to its end first, and reported whole).
+One class of each serves sync and async clients.
 """
 
 from __future__ import annotations
@@ -79,14 +80,23 @@ OnDone = Callable[[list[bytes], list[float], str | None], None]
 class RecordingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
     """Tees an upstream response stream: the caller gets each chunk as upstream sends it."""
 
-    def __init__(self, upstream: httpx2.SyncByteStream | httpx2.AsyncByteStream, on_done: OnDone):
+    def __init__(
+        self,
+        upstream: httpx2.SyncByteStream | httpx2.AsyncByteStream,
+        on_done: OnDone,
+        *,
+        drain: bool = False,
+    ) -> None:
         self._upstream = upstream
+        self._drain = drain
         self._on_done = on_done
         self._start = time.monotonic()
         self._chunks: list[bytes] = []
         self._offsets: list[float] = []
         self._ended: str | None = "caller"
         self._done = False
+        self._sync_source: Iterator[bytes] | None = None
+        self._async_source: AsyncIterator[bytes] | None = None
 
     def _add(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
@@ -99,8 +109,10 @@ class RecordingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
 
     def __iter__(self) -> Iterator[bytes]:
         assert isinstance(self._upstream, httpx2.SyncByteStream)
+        if self._sync_source is None:  # one upstream iterator, resumed by a drain
+            self._sync_source = iter(self._upstream)
         try:
-            for chunk in self._upstream:
+            for chunk in self._sync_source:
                 self._add(chunk)
                 yield chunk
         except Exception:
@@ -111,8 +123,10 @@ class RecordingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         assert isinstance(self._upstream, httpx2.AsyncByteStream)
+        if self._async_source is None:
+            self._async_source = aiter(self._upstream)
         try:
-            async for chunk in self._upstream:
+            async for chunk in self._async_source:
                 self._add(chunk)
                 yield chunk
         except Exception:
@@ -121,9 +135,16 @@ class RecordingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
             raise
         self._ended = None
 
+    def _draining(self) -> bool:
+        return self._drain and not self._done and self._ended == "caller"
+
     def close(self) -> None:
         try:
             if isinstance(self._upstream, httpx2.SyncByteStream):
+                if self._draining():
+                    # A fault cut what the caller sees: record the whole answer anyway.
+                    for _ in self:
+                        pass
                 self._upstream.close()
         finally:
             self._finish()
@@ -131,6 +152,9 @@ class RecordingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
     async def aclose(self) -> None:
         try:
             if isinstance(self._upstream, httpx2.AsyncByteStream):
+                if self._draining():
+                    async for _ in self:
+                        pass
                 await self._upstream.aclose()
         finally:
             self._finish()

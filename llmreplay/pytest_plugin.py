@@ -1,17 +1,25 @@
-"""pytest plugin: one cassette per test, recorded once and replayed ever after.
+"""pytest plugin: one cassette per test, recorded once and replayed ever after, and sealed.
 
 Loaded through the ``pytest11`` entry point in every pytest run of every project that
 installs llmreplay, so this module imports only the standard library and pytest at the
 top; openai and anthropic are imported only by the fixtures that need them.
 
-Mode, first found wins: ``@pytest.mark.llmreplay(mode=...)`` > ``--llm-mode`` >
-``LLMREPLAY_MODE`` > ini ``llm_mode`` > ``replay``.
+- A test gets its cassette from the ``llm_cassette`` fixture (or ``llm_client``...) or from
+  the ``@pytest.mark.llmreplay`` marker alone.
+- Sealed: outside every cassette, a request that looks like an LLM API call is refused in
+  every mode but ``live`` (``Guard``); ``--llm-block-network`` refuses every non-loopback
+  socket connection besides.
+- Mode, first found wins: marker > ``--llm-mode`` > ``LLMREPLAY_MODE`` >
+  ``llm_cassette_config`` > ini ``llm_mode`` > ``replay``. A miss names the mode's source.
+- Paths never depend on the current directory: the cassette folder is anchored at the
+  project root (the ini file's folder, else the nearest folder above the test with
+  ``pyproject.toml``, ``setup.py``, ``setup.cfg`` or ``.git``), and a relative marker
+  ``cassette=`` at the cassette folder.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -29,15 +37,21 @@ if TYPE_CHECKING:
 
 MARKER = (
     "llmreplay(mode=None, cassette=None, match_on=None, ignore=(), allow_repeats=False, "
-    "faults=None, realtime=False): configure this test's llm_cassette"
+    "faults=None, realtime=False, record_errors=False): this test's cassette (the marker "
+    "alone turns it on)"
 )
 _MAX_NAME = 120
 _SETTINGS = pytest.StashKey[dict[str, Any]]()
 _TOTALS = pytest.StashKey[dict[str, int]]()
-_USED = pytest.StashKey[dict[str, set[tuple[str, int]]]]()
+_USED = pytest.StashKey[dict[str, dict[str, set[tuple[str, int]]]]]()
 _PASSED = pytest.StashKey[bool]()
-PLAYED_FILE = ".llmreplay-played.json"  # what `llmreplay prune` keeps
-_COUNTS = ("played", "recorded", "live", "faults", "unused", "tokens", "written")
+PLAYED_DIR = ".llmreplay"  # beside the cassettes, with a .gitignore that ignores it all
+PLAYED_FILE = "played.json"  # what `llmreplay prune` keeps
+_COUNTS = ("played", "recorded", "live", "faults", "unused", "tokens", "written", "refused")
+_ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
+_BOOL_OPTIONS = ("allow_repeats", "realtime", "record_errors")
+_NAMES_OPTIONS = ("match_on", "ignore", "filter_headers", "filter_query")
+_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.IGNORECASE)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,48 +61,142 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="llm_mode",
         default=None,
         metavar="MODE",
-        help="cassette mode for every test: replay (default), record, auto or live",
+        help="cassette mode for every test: replay (default), record, auto, once or live",
     )
     group.addoption(
         "--llm-fail-on-unused",
         action="store_true",
         default=False,
-        help="fail a test that leaves recorded interactions of its cassette unplayed",
+        help="fail a passing test that leaves recorded interactions of its cassette unplayed",
     )
-    parser.addini("llm_mode", "default cassette mode (replay, record, auto, live)", default="")
+    group.addoption(
+        "--llm-block-network",
+        action="store_true",
+        default=None,
+        help="refuse every socket connection to a host not in --llm-allow-hosts",
+    )
+    group.addoption(
+        "--llm-allow-hosts",
+        dest="llm_allow_hosts",
+        default=None,
+        metavar="HOSTS",
+        help="comma-separated hosts, IPs or networks --llm-block-network allows "
+        "(default: localhost,127.0.0.0/8,::1)",
+    )
+    parser.addini(
+        "llm_mode", "default cassette mode (replay, record, auto, once, live)", default=""
+    )
     parser.addini("llm_cassette_dir", "folder of per-test cassettes", default="fixtures/cassettes")
+    parser.addini(
+        "llm_block_network", "refuse non-allowed socket connections", type="bool", default=False
+    )
+    parser.addini("llm_allow_hosts", "hosts --llm-block-network allows", type="args", default=[])
+    parser.addini(
+        "llm_guard",
+        "refuse LLM API calls made outside every cassette (in every mode but live)",
+        type="bool",
+        default=True,
+    )
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def _session_mode(config: pytest.Config) -> tuple[Any, str]:
+    """The mode from the command line, environment or ini, and where it came from."""
     from ._errors import ConfigError
     from ._modes import Mode
 
-    config.addinivalue_line("markers", MARKER)
+    flag = config.getoption("llm_mode")
     candidates = [
-        (config.getoption("llm_mode"), "--llm-mode"),
-        (os.environ.get("LLMREPLAY_MODE"), "the LLMREPLAY_MODE environment variable"),
+        (flag, "--llm-mode"),
+        (os.environ.get("LLMREPLAY_MODE") or None, "the LLMREPLAY_MODE environment variable"),
         (config.getini("llm_mode") or None, "the llm_mode ini setting"),
         ("replay", "the default"),
     ]
-    value, source = next((v, s) for v, s in candidates if v)
+    value, source = next((v, s) for v, s in candidates if v is not None)
     try:
-        mode = Mode.parse(value, source=source)
+        return Mode.parse(value, source=source), source
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from . import _patch
+    from ._guard import LOOPBACK, Guard, SocketBlock
+
+    config.addinivalue_line("markers", MARKER)
+    mode, source = _session_mode(config)
     directory = Path(config.getini("llm_cassette_dir"))
-    config.stash[_SETTINGS] = {
+    root = config.inipath.parent if config.inipath is not None else None
+    settings: dict[str, Any] = {
         "mode": mode,
         "source": source,
-        "dir": directory if directory.is_absolute() else config.rootpath / directory,
+        "dir": directory,
+        "root": root,
         "dir_text": str(directory),
         "fail_on_unused": config.getoption("llm_fail_on_unused"),
+        "where": "",
+        "guard": None,
+        "block": None,
     }
+    config.stash[_SETTINGS] = settings
     config.stash[_TOTALS] = dict.fromkeys(_COUNTS, 0)
     config.stash[_USED] = {}
+    if mode.value != "live" and config.getini("llm_guard"):
+        guard = Guard(
+            mode=mode.value,
+            hint=(
+                "Give the test a cassette (the llm_cassette or llm_client fixture, or "
+                "@pytest.mark.llmreplay) and record it with --llm-mode=record; or mark it "
+                '@pytest.mark.llmreplay(mode="live") to let it reach the network unrecorded.'
+            ),
+        )
+        settings["guard"] = guard
+        _patch.push_guard(guard)
+    block = config.getoption("llm_block_network")
+    if block if block is not None else config.getini("llm_block_network"):
+        hosts = config.getoption("llm_allow_hosts")
+        allow = hosts.split(",") if hosts is not None else config.getini("llm_allow_hosts")
+        settings["block"] = SocketBlock(allow or LOOPBACK, where=lambda: settings["where"])
+        settings["block"].install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from . import _patch
+
+    settings = config.stash.get(_SETTINGS, None)
+    if settings is None:
+        return
+    if settings["guard"] is not None:
+        _patch.pop_guard(settings["guard"])
+    if settings["block"] is not None:
+        settings["block"].uninstall()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    settings = item.config.stash[_SETTINGS]
+    settings["where"] = item.nodeid
+    if settings["guard"] is not None:
+        settings["guard"].where = item.nodeid
+    try:
+        return (yield)
+    finally:
+        settings["where"] = ""
+        if settings["guard"] is not None:
+            settings["guard"].where = ""
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    from ._errors import CassetteMiss, ConfigError, RequestRefused
+
+    excinfo = call.excinfo
+    if excinfo is not None and isinstance(
+        excinfo.value, CassetteMiss | RequestRefused | ConfigError
+    ):
+        # The message says it all: show the test's own lines, not SDK and llmreplay frames.
+        path = Path(str(item.path))
+        kept = [entry for entry in excinfo.traceback if Path(str(entry.path)) == path]
+        excinfo.traceback = excinfo.traceback.__class__(kept or list(excinfo.traceback)[-1:])
     report = yield
     if report.when == "call":
         item.stash[_PASSED] = report.passed
@@ -97,25 +205,107 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def pytest_report_header(config: pytest.Config) -> str:
     settings = config.stash[_SETTINGS]
-    return f"llmreplay: mode={settings['mode'].value}, cassettes={settings['dir_text']}"
+    sealed = "sealed" if settings["guard"] is not None else "not sealed (llm_guard off)"
+    if settings["block"] is not None:
+        sealed += ", network blocked"
+    return (
+        f"llmreplay: mode={settings['mode'].value} (from {settings['source']}), "
+        f"cassettes={settings['dir_text']}, {sealed}"
+    )
+
+
+# -- where cassettes live ------------------------------------------------------------------
 
 
 def _safe(name: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9._=+-]+", "-", name).strip("-.") or "test"
-    if len(name) > _MAX_NAME:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-        name = f"{name[: _MAX_NAME - 13]}-{digest}"
-    return name
+    """A file name for ``name`` on every OS; a short hash is added whenever making it safe
+    lost information, so two names never map to one file."""
+    plain = name
+    if name.endswith("]") and "[" in name:  # test_x[param] -> test_x-param
+        head, _, params = name[:-1].partition("[")
+        plain = f"{head}-{params}"
+    cleaned = re.sub(r"[^A-Za-z0-9._=+-]+", "-", plain).strip("-.") or "test"
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    if cleaned != plain or _WINDOWS_RESERVED.match(cleaned):
+        cleaned = f"{cleaned}-{digest[:8]}"
+    if len(cleaned) > _MAX_NAME:
+        cleaned = f"{cleaned[: _MAX_NAME - 13]}-{digest[:12]}"
+    return cleaned
+
+
+def project_root(item: pytest.Item) -> Path:
+    """The folder cassette paths are anchored at, whatever the current directory is."""
+    settings = item.config.stash[_SETTINGS]
+    if settings["root"] is not None:
+        return Path(settings["root"])
+    start = Path(str(item.path)).resolve().parent
+    for folder in (start, *start.parents):
+        if any((folder / marker).exists() for marker in _ROOT_MARKERS):
+            return folder
+    return start
+
+
+def cassette_dir(item: pytest.Item) -> Path:
+    """The folder of per-test cassettes for ``item`` (ini ``llm_cassette_dir``)."""
+    directory = Path(item.config.stash[_SETTINGS]["dir"])
+    return directory if directory.is_absolute() else project_root(item) / directory
 
 
 def cassette_path(item: pytest.Item, directory: Path) -> Path:
     """``<dir>/<test module path>/<Class.>test_name.msgpack``, safe on every OS."""
     try:
-        module = Path(item.path).relative_to(item.config.rootpath).with_suffix("")
-    except ValueError:  # a test file outside the rootdir: its name alone
+        module = Path(item.path).resolve().relative_to(project_root(item)).with_suffix("")
+    except ValueError:  # a test file outside the project root: its name alone
         module = Path(Path(item.path).stem)
     parts = item.nodeid.split("::")[1:]
     return directory.joinpath(*map(_safe, module.parts)) / (_safe(".".join(parts)) + ".msgpack")
+
+
+# -- options from the marker and llm_cassette_config ---------------------------------------
+
+
+def _checked(options: dict[str, Any], source: str) -> dict[str, Any]:
+    """Validated cassette options: wrong names or types are errors that list what is
+    accepted; a single string where names are expected means that one name."""
+    import inspect
+
+    from ._cassette import Cassette
+    from ._errors import ConfigError
+
+    allowed = set(inspect.signature(Cassette).parameters) - {"path", "mode", "mode_source"}
+    allowed -= {"storage", "rewrite"}
+    for name, value in options.items():
+        if name in ("mode", "cassette"):
+            if value is not None and not isinstance(value, str | os.PathLike):
+                raise ConfigError(name, value, source, "expected a string")
+        elif name not in allowed:
+            expected = "expected one of: cassette, mode, " + ", ".join(sorted(allowed))
+            raise ConfigError("cassette option", name, source, expected)
+        elif name in _BOOL_OPTIONS and not isinstance(value, bool):
+            raise ConfigError(name, value, source, "expected True or False")
+        elif name in _NAMES_OPTIONS and value is not None:
+            if isinstance(value, str):
+                options[name] = (value,)
+            elif not all(isinstance(v, str) for v in value):
+                raise ConfigError(name, value, source, "expected a list of names")
+    return options
+
+
+def _marker_options(item: pytest.Item) -> dict[str, Any]:
+    from ._errors import ConfigError
+
+    options: dict[str, Any] = {}
+    for marker in reversed(list(item.iter_markers("llmreplay"))):
+        if marker.args:
+            raise ConfigError(
+                "llmreplay marker argument",
+                marker.args[0],
+                "@pytest.mark.llmreplay(...)",
+                "the marker takes keyword arguments only, e.g. "
+                '@pytest.mark.llmreplay(mode="record", cassette="shared.msgpack")',
+            )
+        options.update(marker.kwargs)
+    return _checked(options, "@pytest.mark.llmreplay")
 
 
 @pytest.fixture
@@ -124,61 +314,86 @@ def llm_cassette_config() -> dict[str, Any]:
     return {}
 
 
+@pytest.fixture(autouse=True)
+def _llmreplay_marker(request: pytest.FixtureRequest) -> None:
+    """The marker alone turns the test's cassette on, as the fixture does."""
+    if request.node.get_closest_marker("llmreplay") is not None:
+        request.getfixturevalue("llm_cassette")
+
+
 @pytest.fixture
 def llm_cassette(
     request: pytest.FixtureRequest, llm_cassette_config: dict[str, Any]
 ) -> Iterator[Cassette]:
-    """This test's cassette; every httpx2 client used in the test goes through it."""
+    """This test's cassette; every captured client used in the test goes through it."""
     from ._cassette import PLACEHOLDER_KEY, Cassette
-    from ._errors import ConfigError
     from ._modes import Mode
 
     settings = request.config.stash[_SETTINGS]
-    options = dict(llm_cassette_config)
-    for marker in reversed(list(request.node.iter_markers("llmreplay"))):
-        options.update(marker.kwargs)
-    mode = options.pop("mode", None)
-    mode = settings["mode"] if mode is None else Mode.parse(mode, source="the llmreplay marker")
-    path = options.pop("cassette", None) or cassette_path(request.node, settings["dir"])
+    node = request.node
+    config_options = _checked(dict(llm_cassette_config), "llm_cassette_config")
+    marker = _marker_options(node)
+    mode_value, mode_source = settings["mode"], settings["source"]
+    if marker.get("mode") is not None:
+        mode_value, mode_source = marker["mode"], "the llmreplay marker"
+    elif settings["source"] in ("the llm_mode ini setting", "the default") and (
+        config_options.get("mode") is not None
+    ):
+        mode_value, mode_source = config_options["mode"], "llm_cassette_config"
+    options = {**config_options, **marker}
+    options.pop("mode", None)
+    directory = cassette_dir(node)
+    named = options.pop("cassette", None)
+    if named is None:
+        path = cassette_path(node, directory)
+    else:
+        path = Path(os.fspath(named))
+        path = path if path.is_absolute() else directory / path
     if "llm_faults" in request.fixturenames:
         injector = request.getfixturevalue("llm_faults")
         options["faults"] = injector.use(options.get("faults"))
-    allowed = set(inspect.signature(Cassette).parameters) - {"path", "mode"}
-    for name in options:
-        if name not in allowed:
-            expected = "expected one of: mode, cassette, " + ", ".join(sorted(allowed))
-            source = "@pytest.mark.llmreplay or llm_cassette_config"
-            raise ConfigError("cassette option", name, source, expected)
-    cassette = Cassette(Path(path), mode=mode, **options)
+    cassette = Cassette(
+        path,
+        mode=Mode.parse(mode_value, source=mode_source),
+        mode_source=mode_source,
+        rewrite=named is None,  # a test's own cassette holds exactly what it did last
+        **options,
+    )
     with pytest.MonkeyPatch.context() as patch:
-        if cassette.mode is Mode.REPLAY:
-            # Replay needs no credentials, but SDK clients refuse to start without one.
+        if cassette.mode is not Mode.LIVE:
+            # SDK clients refuse to start without a key, and replay needs none; the
+            # placeholder is never sent upstream (recording without a key is refused).
             for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
                 if not os.environ.get(name):
                     patch.setenv(name, PLACEHOLDER_KEY)
         with cassette:
             yield cassette
-    _account(request.config, cassette, passed=request.node.stash.get(_PASSED, False))
-    if settings["fail_on_unused"] and cassette.mode.reads and cassette.unused():
+    passed = node.stash.get(_PASSED, False)
+    _account(request.config, cassette, directory, passed=passed)
+    if passed and settings["fail_on_unused"] and cassette.mode.reads and cassette.unused():
         unused = "\n".join(f"  {i.request.method} {i.request.url}" for i in cassette.unused())
+        cure = (
+            f'pytest "{node.nodeid}" --llm-mode=record'
+            if named is None
+            else f"llmreplay prune {directory} (after a passing run)"
+        )
         pytest.fail(
             f"{len(cassette.unused())} recorded interaction(s) in {cassette.path} were not "
-            f"played (--llm-fail-on-unused):\n{unused}\nRe-record the cassette "
-            "(--llm-mode=record) or remove them.",
+            f"played (--llm-fail-on-unused):\n{unused}\nTo drop them: {cure}",
             pytrace=False,
         )
 
 
-def _account(config: pytest.Config, cassette: Cassette, *, passed: bool) -> None:
+def _account(config: pytest.Config, cassette: Cassette, directory: Path, *, passed: bool) -> None:
     from ._usage import tokens
 
     if passed and cassette.mode.value != "live":
         # Only a test that ran to the end says what its cassette needs.
-        try:
-            name = os.path.relpath(cassette.path, config.stash[_SETTINGS]["dir"])
-        except ValueError:  # another drive on Windows: keep the absolute path
-            name = str(Path(cassette.path).resolve())
-        config.stash[_USED].setdefault(name, set()).update(cassette.used())
+        base = directory if cassette.path.is_relative_to(directory) else cassette.path.parent
+        name = cassette.path.relative_to(base).as_posix()
+        config.stash[_USED].setdefault(str(base), {}).setdefault(name, set()).update(
+            cassette.used()
+        )
     stats, totals = cassette.stats, config.stash[_TOTALS]
     for name in ("played", "recorded", "live", "faults", "unused"):
         totals[name] += getattr(stats, name)
@@ -214,16 +429,37 @@ def llm_faults() -> Injector:
     return Injector()
 
 
+# -- the end of the run: played lists, xdist, summary --------------------------------------
+
+
+def write_played(base: Path, used: dict[str, Any]) -> Path:
+    """Write ``<base>/.llmreplay/played.json`` (with a ``.gitignore`` so that
+    ``git add`` of the cassette folder never picks it up); returns its path."""
+    folder = base / PLAYED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# written by llmreplay: never commit this folder\n*\n")
+    record = folder / PLAYED_FILE
+    record.write_text(json.dumps(used, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return record
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    used = {name: sorted(pairs) for name, pairs in config.stash[_USED].items()}
+    settings = config.stash[_SETTINGS]
+    if settings["guard"] is not None:
+        config.stash[_TOTALS]["refused"] += settings["guard"].refused
+    used = {
+        base: {name: sorted(pairs) for name, pairs in names.items()}
+        for base, names in config.stash[_USED].items()
+    }
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # a pytest-xdist worker: hand everything to the controller
         workeroutput["llmreplay"] = json.dumps({"totals": config.stash[_TOTALS], "used": used})
-    elif used:
-        record = config.stash[_SETTINGS]["dir"] / PLAYED_FILE
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(used, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        return
+    for base, names in used.items():
+        write_played(Path(base), names)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -233,8 +469,11 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     totals = config.stash[_TOTALS]
     for name, value in sent.get("totals", {}).items():
         totals[name] = totals.get(name, 0) + value
-    for name, pairs in sent.get("used", {}).items():
-        config.stash[_USED].setdefault(name, set()).update(tuple(p) for p in pairs)
+    for base, names in sent.get("used", {}).items():
+        for name, pairs in names.items():
+            config.stash[_USED].setdefault(base, {}).setdefault(name, set()).update(
+                tuple(p) for p in pairs
+            )
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -246,6 +485,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         f"{totals['played']} replayed, {totals['recorded']} recorded, {totals['live']} live, "
         f"{totals['faults']} faults injected; {totals['written']} cassette(s) written"
     )
+    if totals["refused"]:
+        terminalreporter.write_line(
+            f"{totals['refused']} LLM call(s) refused outside every cassette "
+            "(give those tests a cassette: llm_cassette fixture or @pytest.mark.llmreplay)"
+        )
     if totals["unused"]:
         terminalreporter.write_line(
             f"{totals['unused']} recorded interaction(s) not played "

@@ -31,14 +31,19 @@ def test_config_error_names_value_and_source() -> None:
         "--llm-mode",
     )
     assert str(info.value) == (
-        "'replya' from --llm-mode is not a valid mode; expected one of: live, record, replay, auto"
+        "'replya' from --llm-mode is not a valid mode; "
+        "expected one of: live, record, replay, auto, once"
     )
 
 
 def test_modes_parse_leniently_and_know_what_they_do() -> None:
     assert llmreplay.Mode.parse(" Auto ") is llmreplay.Mode.AUTO
-    assert [m.reads for m in llmreplay.Mode] == [False, False, True, True]
-    assert [m.writes for m in llmreplay.Mode] == [False, True, False, True]
+    assert [m.reads for m in llmreplay.Mode] == [False, False, True, True, False]
+    assert [m.writes for m in llmreplay.Mode] == [False, True, False, True, False]
+    # once resolves to replay for a file that exists and record for one that does not.
+    assert llmreplay.Mode.ONCE.resolve(True) is llmreplay.Mode.REPLAY
+    assert llmreplay.Mode.ONCE.resolve(False) is llmreplay.Mode.RECORD
+    assert llmreplay.Mode.AUTO.resolve(False) is llmreplay.Mode.AUTO
     with pytest.raises(llmreplay.ConfigError):
         llmreplay.Mode.parse(3)  # type: ignore[arg-type]
 

@@ -269,9 +269,20 @@ async def test_faults_are_never_written_to_the_cassette(
             await collect(_chat(client, True))
     await close(client)
     assert reply.choices[0].message.content == "echo: a b c d"
-    assert cas.stats.faults == 3 and cas.stats.recorded == 1
-    (item,) = llmreplay.cassette(path).interactions
-    assert item.response.status == 200 and b"rate_limit" not in path.read_bytes()
+    # The cut stream's whole upstream answer is stored: only the caller's view was cut.
+    assert cas.stats.faults == 3 and cas.stats.recorded == 2
+    plain, stream = llmreplay.cassette(path).interactions
+    assert plain.response.status == 200 and b"rate_limit" not in path.read_bytes()
+    assert stream.response.cut is None and stream.response.content.endswith(b"data: [DONE]\n\n")
+    # So the next replay plays the stream in full.
+    server.stop()
+    client = (openai.OpenAI if sync else openai.AsyncOpenAI)(
+        api_key="sk-test", base_url=server.url, max_retries=0
+    )
+    with llmreplay.cassette(path) as again:
+        events = await collect(_chat(client, True))
+    await close(client)
+    assert again.stats.played == 1 and events[-1].choices[0].finish_reason == "stop"
 
 
 def test_llm_faults_fixture_and_marker(pytester: pytest.Pytester, server: LoopbackServer) -> None:

@@ -94,11 +94,26 @@ async def test_replay_keeps_chunk_boundaries(
     assert b"".join(replayed).endswith(b"data: [DONE]\n\n")
 
 
+async def test_a_stream_upstream_cuts_is_not_kept_by_default(
+    tmp_path: Path, server: LoopbackServer, sync: bool
+) -> None:
+    # A transport error is not an answer: the retry's answer is what belongs on disk.
+    path = tmp_path / "s.msgpack"
+    cas = llmreplay.cassette(path, mode="record")
+    client = _client(sync, cas)
+    with pytest.raises(httpx2.RemoteProtocolError):
+        await _read(client, server.url + "/chat/completions", headers={"x-test-cut-after": "3"})
+    await close(client)
+    cas.save()
+    assert cas.interactions == [] and not path.exists()
+    assert (cas.stats.recorded, cas.stats.live) == (0, 1)
+
+
 async def test_a_stream_upstream_cuts_is_recorded_and_replayed_as_cut(
     tmp_path: Path, server: LoopbackServer, sync: bool
 ) -> None:
     path = tmp_path / "s.msgpack"
-    cas = llmreplay.cassette(path, mode="record")
+    cas = llmreplay.cassette(path, mode="record", record_errors=True)
     client = _client(sync, cas)
     with pytest.raises(httpx2.RemoteProtocolError):
         await _read(client, server.url + "/chat/completions", headers={"x-test-cut-after": "3"})

@@ -87,7 +87,8 @@ async def test_explicit_clients_without_patching(
 ) -> None:
     path = tmp_path / "explicit.msgpack"
     cas = llmreplay.cassette(path, mode="record")
-    client = (cas.openai_client if sync else cas.async_openai_client)(base_url=server.url)
+    make = cas.openai_client if sync else cas.async_openai_client
+    client = make(base_url=server.url, api_key=KEY)
     reply = await resolve(client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))
     cas.save()
     await close(client)
@@ -133,6 +134,7 @@ async def test_azure_openai_records_deployment_path_and_scrubs_api_key(
     assert cas.stats.played == 1
 
 
+@pytest.mark.llmreplay(mode="live")  # its second call is deliberately live
 async def test_clients_created_before_the_block_are_captured(
     tmp_path: Path, server: LoopbackServer
 ) -> None:
