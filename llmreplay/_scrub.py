@@ -1,21 +1,42 @@
-"""Secrets never reach disk.
+"""Secrets never reach disk, nor a message.
 
 Before an interaction is stored:
-1. credential headers (``authorization``, ``api-key``, ``x-api-key``, cookies, organisation
-   and project headers, plus ``filter_headers``) are dropped from request and response;
-2. credential query parameters (``api-key``, plus ``filter_query``) are dropped from the URL;
-3. every credential value the transport saw in those places is replaced by ``<redacted>``
-   wherever else it appears: URL, other headers, request body, response body and chunks;
+1. credential headers are dropped from the request: the known ones (``authorization``,
+   ``api-key``, ``x-api-key``, cookies, organisation/project headers, gateway headers such
+   as ``helicone-auth``, ``x-portkey-api-key``, ``cf-aig-authorization``, ...), any header
+   whose name contains ``auth``, ``api-key``, ``apikey``, ``token``, ``secret``,
+   ``password`` or ``credential``, plus ``filter_headers``; from the response the known
+   ones (``set-cookie`` among them) and ``filter_headers``;
+2. credential query parameters (``api-key``, ``key``, ``token``, ``sig``, ..., plus
+   ``filter_query``) and URL userinfo (``user:password@``) are dropped from the URL;
+3. every credential value seen in those places — each cookie value of ``Cookie`` and
+   ``Set-Cookie``, the password of ``Basic`` and of the URL userinfo, and anything shaped
+   like a known provider key (``sk-…``, ``AIza…``, ``gsk_…``, ``AKIA…``, ...) in a URL or
+   header — is replaced by ``<redacted>`` wherever else it appears: URL, other headers,
+   request body, response body and stream chunks. Redaction sees the decoded content
+   (gzip, deflate, and br when ``brotli`` is installed) and re-encodes it with the same
+   ``content-encoding`` only when something was redacted; a stream is redacted as a whole,
+   so a secret split across chunks goes too, and the chunk boundaries are kept (moved to
+   the start of a redaction that straddles them). Values under 8 characters are never
+   treated as secrets;
 4. ``before_record(interaction)`` runs last and may edit the interaction or return ``None``
    to keep it out of the cassette.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import gzip
+import importlib
+import re
+import zlib
 from collections.abc import Callable, Iterable, Sequence
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
-from ._format import Headers, Interaction
+from ._errors import LLMReplayError
+from ._format import Headers, Interaction, decompressed
 
 DEFAULT_FILTER_HEADERS = frozenset(
     {
@@ -23,21 +44,114 @@ DEFAULT_FILTER_HEADERS = frozenset(
         "proxy-authorization",
         "api-key",
         "x-api-key",
-        "x-goog-api-key",
-        "ocp-apim-subscription-key",
         "cookie",
         "set-cookie",
         "openai-organization",
         "openai-project",
         "anthropic-organization-id",
+        # Google, Azure (API Management), AWS
+        "x-goog-api-key",
+        "ocp-apim-subscription-key",
+        "x-amz-security-token",
+        # gateways and proxies
+        "helicone-auth",
+        "helicone-openai-api-key",
+        "x-portkey-api-key",
+        "x-portkey-virtual-key",
+        "cf-aig-authorization",
+        "x-litellm-api-key",
+        "x-openrouter-api-key",
+        "x-bt-api-key",
+        "x-requesty-api-key",
+        "x-kong-api-key",
     }
 )
-DEFAULT_FILTER_QUERY = frozenset({"api-key", "api_key", "apikey", "key", "access_token"})
+# A request header whose name holds one of these is a credential header too.
+CREDENTIAL_NAME_PARTS = (
+    "auth",
+    "api-key",
+    "api_key",
+    "apikey",
+    "token",
+    "secret",
+    "password",
+    "credential",
+)
+DEFAULT_FILTER_QUERY = frozenset(
+    {
+        "api-key",
+        "api_key",
+        "apikey",
+        "key",
+        "access_token",
+        "access-token",
+        "token",
+        "auth",
+        "auth_token",
+        "secret",
+        "client_secret",
+        "password",
+        "sig",
+        "signature",
+        "subscription-key",
+        "x-amz-security-token",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-goog-signature",
+        "x-goog-credential",
+    }
+)
 REDACTED = "<redacted>"
 # Shorter values are not treated as credentials: redacting "1" everywhere would wreck bodies.
 _MIN_SECRET_LEN = 8
+# Parts of a credential header's value this long are secrets on their own.
+_MIN_PART_LEN = 16
+# A truncated body is decoded by hand, so it gets its own bound on memory.
+_MAX_DECODED = 64 * 2**20  # as _format.MAX_DECOMPRESSED
+
+# What provider and gateway keys look like; found in URLs and header values.
+KEY_SHAPES = re.compile(
+    r"(?<![A-Za-z0-9])(?:"
+    r"sk-[A-Za-z0-9_-]{20,}"  # OpenAI sk-/sk-proj-, Anthropic sk-ant-, OpenRouter sk-or-
+    r"|AIza[0-9A-Za-z_-]{30,}"  # Google
+    r"|gsk_[A-Za-z0-9]{20,}"  # Groq
+    r"|xai-[A-Za-z0-9]{20,}"  # xAI
+    r"|hf_[A-Za-z0-9]{30,}"  # Hugging Face
+    r"|r8_[A-Za-z0-9]{20,}"  # Replicate
+    r"|pplx-[A-Za-z0-9]{20,}"  # Perplexity
+    r"|(?:AKIA|ASIA)[A-Z0-9]{16}"  # AWS access key id
+    r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"  # GitHub
+    r"|(?:sk|rk)_live_[A-Za-z0-9]{20,}"  # Stripe
+    r"|xox[abprs]-[A-Za-z0-9-]{20,}"  # Slack
+    r"|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"  # a JWT
+    r")"
+)
+_AUTH_SCHEMES = ("bearer", "basic", "token", "apikey", "api-key", "key", "dsn")
+_ENCODINGS = ("gzip", "x-gzip", "deflate", "br")
 
 BeforeRecord = Callable[[Interaction], Interaction | None]
+_S = TypeVar("_S", str, bytes)
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether a request header named ``name`` carries a credential (default rules only)."""
+    name = name.lower()
+    return name in DEFAULT_FILTER_HEADERS or any(part in name for part in CREDENTIAL_NAME_PARTS)
+
+
+def _cookie_values(header: str) -> list[str]:
+    """The values of ``a=1; b=2`` (a ``Cookie`` header, or a ``Set-Cookie``'s first pair)."""
+    values = []
+    for pair in header.split(";"):
+        _, eq, value = pair.partition("=")
+        if eq:
+            values.append(value.strip().strip('"'))
+    return values
+
+
+def _variants(secret: str) -> set[str]:
+    """The forms a secret takes in a URL, a form or a JSON string."""
+    return {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
 
 
 class Scrubber:
@@ -53,22 +167,46 @@ class Scrubber:
         self.query = DEFAULT_FILTER_QUERY | {q.lower() for q in filter_query}
         self.before_record = before_record
 
+    def is_credential(self, name: str) -> bool:
+        """Whether the request header ``name`` is dropped (defaults and ``filter_headers``)."""
+        return name.lower() in self.headers or is_credential_header(name)
+
     def secrets(self, headers: Sequence[tuple[str, str]], url: str) -> list[str]:
         """The credential values in a request as sent, longest first."""
         found: set[str] = set()
         for name, value in headers:
-            if name.lower() in self.headers and name.lower() not in ("cookie", "set-cookie"):
+            if name.lower() == "cookie":
                 found.add(value)
-                scheme, _, token = value.partition(" ")
-                if token and scheme.lower() in ("bearer", "basic", "token"):
-                    found.add(token.strip())
-        for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+                found.update(_cookie_values(value))
+            elif self.is_credential(name):
+                found.update(_credential_values(value))
+            found.update(KEY_SHAPES.findall(value))
+        parts = urlsplit(url)
+        for userinfo in (parts.username, parts.password):
+            if userinfo:
+                found.update((userinfo, unquote(userinfo)))
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
             if name.lower() in self.query:
                 found.add(value)
-        return sorted((s for s in found if len(s) >= _MIN_SECRET_LEN), key=len, reverse=True)
+        found.update(KEY_SHAPES.findall(url))
+        found.update(KEY_SHAPES.findall(unquote(url)))
+        return _ordered(found)
+
+    def _response_secrets(self, headers: Headers) -> set[str]:
+        found: set[str] = set()
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == "set-cookie":
+                found.update(_cookie_values(value.split(";", 1)[0]))
+            elif lowered in self.headers:
+                found.update(_credential_values(value))
+        return found
 
     def _url(self, url: str) -> str:
         parts = urlsplit(url)
+        if "@" in parts.netloc:
+            parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+            url = urlunsplit(parts)
         if not parts.query:
             return url
         pairs = parse_qsl(parts.query, keep_blank_values=True)
@@ -77,43 +215,211 @@ class Scrubber:
             return url
         return urlunsplit(parts._replace(query=urlencode(kept)))
 
-    def _headers(self, headers: Headers, secrets: list[str]) -> Headers:
-        return [
-            (name, _redact_text(value, secrets))
-            for name, value in headers
-            if name.lower() not in self.headers
-        ]
+    def _headers(self, headers: Headers, secrets: list[str], *, request: bool) -> Headers:
+        dropped = self.is_credential if request else (lambda name: name.lower() in self.headers)
+        return [(name, redact(value, secrets)) for name, value in headers if not dropped(name)]
 
     def scrub(self, item: Interaction, secrets: list[str]) -> Interaction | None:
         """Remove credentials from ``item`` in place; then ``before_record`` decides."""
         request, response = item.request, item.response
-        request.url = _redact_text(self._url(request.url), secrets)
-        request.headers = self._headers(request.headers, secrets)
-        request.body = _redact_bytes(request.body, secrets)
-        response.headers = self._headers(response.headers, secrets)
+        secrets = _ordered(set(secrets) | self._response_secrets(response.headers))
+        request.url = redact(self._url(request.url), secrets)
+        request.headers = self._headers(request.headers, secrets, request=True)
+        response.headers = self._headers(response.headers, secrets, request=False)
+        request.body = _redact_body(request.body, request.headers, secrets)
+        request.headers = _with_length(request.headers, request.body)
         if response.chunks is not None:
-            response.chunks = [_redact_bytes(chunk, secrets) for chunk in response.chunks]
+            response.chunks = _redact_chunks(response.chunks, response.headers, secrets)
         elif response.body is not None:
-            body = _redact_bytes(response.body, secrets)
-            if body != response.body:
-                response.headers = [
-                    (k, str(len(body)) if k.lower() == "content-length" else v)
-                    for k, v in response.headers
-                ]
-            response.body = body
+            response.body = _redact_body(response.body, response.headers, secrets)
+            response.headers = _with_length(response.headers, response.body)
         return self.before_record(item) if self.before_record else item
 
 
-def _redact_text(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+def _credential_values(value: str) -> set[str]:
+    """A credential header's value, its token after the scheme, a Basic password, its long
+    parts and any key-shaped part (an AWS ``Credential=AKIA…`` say)."""
+    found = {value}
+    scheme, _, token = value.strip().partition(" ")
+    token = token.strip()
+    if token and scheme.lower() in _AUTH_SCHEMES:
+        found.add(token)
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(token, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                pass
+            else:
+                found.update((user, password, f"{user}:{password}"))
+    # Long parts of a structured value (AWS: "Credential=AKIA…/…, Signature=<hex>").
+    for part in re.split(r"[\s,;]+", value):
+        piece = part.partition("=")[2] or part
+        if len(piece) >= _MIN_PART_LEN:
+            found.add(piece)
+    found.update(KEY_SHAPES.findall(value))
+    return found
 
 
-def _redact_bytes(data: bytes, secrets: list[str]) -> bytes:
-    for secret in secrets:
-        raw = secret.encode()
-        if raw in data:
-            data = data.replace(raw, REDACTED.encode())
-    return data
+def _ordered(found: Iterable[str]) -> list[str]:
+    every = {v for s in found if len(s) >= _MIN_SECRET_LEN for v in _variants(s)}
+    return sorted(every, key=len, reverse=True)
+
+
+def _spans(data: _S, needles: Sequence[_S]) -> list[tuple[int, int]]:
+    """Where any needle occurs in ``data``, overlapping occurrences merged, in order."""
+    found: list[tuple[int, int]] = []
+    for needle in needles:
+        start = data.find(needle)
+        while start != -1:
+            found.append((start, start + len(needle)))
+            start = data.find(needle, start + 1)
+    if len(found) < 2:
+        return found
+    found.sort()
+    merged = [found[0]]
+    for start, end in found[1:]:
+        if start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _replace(data: _S, spans: list[tuple[int, int]], mark: _S) -> _S:
+    pieces: list[_S] = []
+    last = 0
+    for start, end in spans:
+        pieces += [data[last:start], mark]
+        last = end
+    pieces.append(data[last:])
+    return data[:0].join(pieces)
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret (and any overlap of secrets) replaced by ``<redacted>``."""
+    spans = _spans(text, secrets)
+    return _replace(text, spans, REDACTED) if spans else text
+
+
+def redact_message(text: str, secrets: Sequence[str]) -> str:
+    """``redact``, and anything shaped like a provider key too: for text meant for people
+    (a miss message shows request bodies, where a key pasted into a prompt would be)."""
+    return KEY_SHAPES.sub(REDACTED, redact(text, secrets))
+
+
+def _redact_bytes(data: bytes, secrets: Sequence[str]) -> bytes:
+    spans = _spans(data, [s.encode() for s in secrets])
+    return _replace(data, spans, REDACTED.encode()) if spans else data
+
+
+# -- content-encoding -------------------------------------------------------------------
+
+
+def _header(headers: Headers, name: str) -> str:
+    return next((v for k, v in headers if k.lower() == name), "")
+
+
+def _brotli() -> Any:
+    for module in ("brotli", "brotlicffi"):
+        try:
+            return importlib.import_module(module)
+        except ImportError:
+            continue
+    return None
+
+
+def _decode(body: bytes, encoding: str) -> bytes | None:
+    """``body`` decoded, or ``None`` when it cannot be (unknown coding, corrupt, too big).
+    A stream the caller stopped reading early is decoded as far as it goes."""
+    if encoding == "br":
+        brotli = _brotli()
+        if brotli is None:
+            return None
+        try:
+            return bytes(brotli.Decompressor().process(body))
+        except Exception:  # brotli.error, or brotlicffi's own
+            return None
+    try:
+        plain = decompressed(body, "gzip" if encoding == "x-gzip" else encoding)
+    except (LLMReplayError, MemoryError):  # past the size cap: treated as opaque bytes
+        return None
+    if plain is not body:
+        return plain
+    # Truncated (a stream cut short): what a streaming decoder gets from it, within a cap.
+    decoder = zlib.decompressobj(47 if encoding != "deflate" else 15)
+    try:
+        partial = decoder.decompress(body, _MAX_DECODED)
+    except zlib.error:
+        return None
+    return None if decoder.unconsumed_tail or not partial else partial
+
+
+def _encode(data: bytes, encoding: str) -> bytes:
+    if encoding == "br":
+        return bytes(_brotli().compress(data))
+    if encoding == "deflate":
+        return zlib.compress(data)
+    return gzip.compress(data, mtime=0)
+
+
+def _redact_body(body: bytes, headers: Headers, secrets: Sequence[str]) -> bytes:
+    encoding = _header(headers, "content-encoding").strip().lower()
+    if body and encoding in _ENCODINGS:
+        plain = _decode(body, encoding)
+        if plain is not None:
+            redacted = _redact_bytes(plain, secrets)
+            # Raw wire bytes are kept unless something had to go.
+            return body if redacted is plain else _encode(redacted, encoding)
+    return _redact_bytes(body, secrets)
+
+
+def _with_length(headers: Headers, body: bytes) -> Headers:
+    if not any(k.lower() == "content-length" for k, _ in headers):
+        return headers
+    return [(k, str(len(body)) if k.lower() == "content-length" else v) for k, v in headers]
+
+
+def _redact_chunks(chunks: list[bytes], headers: Headers, secrets: Sequence[str]) -> list[bytes]:
+    """Redact a stream as a whole, then cut it where it was cut (see the module docstring)."""
+    joined = b"".join(chunks)
+    encoding = _header(headers, "content-encoding").strip().lower()
+    if joined and encoding in _ENCODINGS:
+        plain = _decode(joined, encoding)
+        if plain is not None:
+            redacted = _redact_bytes(plain, secrets)
+            if redacted is plain:
+                return chunks
+            # Compressed boundaries mean nothing once re-encoded: same count, same shares.
+            return _cut_like(_encode(redacted, encoding), chunks)
+    needles = [s.encode() for s in secrets]
+    spans = _spans(joined, needles)
+    if not spans:
+        return chunks
+    mark = REDACTED.encode()
+    out, start, position, shift, index = [], 0, 0, 0, 0
+    new = _replace(joined, spans, mark)
+    for chunk in chunks[:-1]:
+        position += len(chunk)
+        # Spans that end at or before this boundary shift it by their change in length.
+        while index < len(spans) and spans[index][1] <= position:
+            shift += len(mark) - (spans[index][1] - spans[index][0])
+            index += 1
+        cut = position + shift
+        if index < len(spans) and spans[index][0] < position:  # a redaction straddles it
+            cut = spans[index][0] + shift
+        out.append(new[start:cut])
+        start = cut
+    out.append(new[start:])
+    return out
+
+
+def _cut_like(data: bytes, chunks: list[bytes]) -> list[bytes]:
+    total = sum(len(c) for c in chunks) or 1
+    out, start, seen = [], 0, 0
+    for chunk in chunks[:-1]:
+        seen += len(chunk)
+        cut = max(start, min(len(data), round(len(data) * seen / total)))
+        out.append(data[start:cut])
+        start = cut
+    out.append(data[start:])
+    return out

@@ -4,7 +4,12 @@ Replies are pure functions of the request, so recordings are reproducible. Test-
 request headers steer it: ``x-test-status`` (reply with that error status),
 ``x-test-cut-after`` (drop the connection after N stream chunks), ``x-test-delay-ms``
 (pause before each stream chunk), ``x-test-echo-auth`` (echo the credential in the body,
-to prove redaction). Every request it receives is kept in ``requests``.
+to prove redaction). ``LoopbackServer.fail_next(429, 500)`` scripts the next answers.
+``x-test-echo-all`` echoes every header value, the decoded ``Basic``
+credentials, the path as sent and a ``Set-Cookie`` value (``session_cookie(seed)``, seed from
+``x-test-session-seed``); ``x-test-encoding`` (``identity``, ``gzip``, ``deflate``, ``br``)
+compresses the body or whole stream; ``x-test-chunk-bytes`` cuts a stream into pieces of
+that size. Every request it receives is kept in ``requests``.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import base64
 import contextlib
 import gzip
 import hashlib
+import importlib
 import json
 import socket
 import struct
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,6 +45,21 @@ def _last_text(messages: list[dict[str, Any]] | str) -> str:
     if isinstance(content, list):
         return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     return str(content)
+
+
+def session_cookie(seed: str) -> str:
+    """The ``Set-Cookie`` value the server sends in echo-all mode for ``x-test-session-seed``."""
+    return "sess-" + hashlib.sha256(seed.encode()).hexdigest()[:24]
+
+
+def _compress(data: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(data, mtime=0)
+    if encoding == "deflate":
+        return zlib.compress(data)
+    if encoding == "br":
+        return bytes(importlib.import_module("brotli").compress(data))
+    return data
 
 
 def vector(text: str, dims: int = 8) -> list[float]:
@@ -73,9 +95,13 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"content-type": "application/json", "x-request-id": "req_test"}
         headers["set-cookie"] = "__cf_bm=cookie-secret-value; path=/"
         headers["openai-organization"] = "org-secret-organisation"
-        if "gzip" in self.headers.get("accept-encoding", ""):
-            body = gzip.compress(body, mtime=0)
-            headers["content-encoding"] = "gzip"
+        headers.update(self._echo_cookie())
+        encoding = self.headers.get("x-test-encoding")
+        if encoding is None and "gzip" in self.headers.get("accept-encoding", ""):
+            encoding = "gzip"
+        if encoding and encoding != "identity":
+            body = _compress(body, encoding)
+            headers["content-encoding"] = encoding
         headers.update(extra or {})
         self.send_response(status)
         for name, value in headers.items():
@@ -91,6 +117,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("content-type", "text/event-stream; charset=utf-8")
         self.send_header("transfer-encoding", "chunked")
+        for name, value in self._echo_cookie().items():
+            self.send_header(name, value)
+        encoding = self.headers.get("x-test-encoding", "identity")
+        if encoding != "identity":
+            events = [_compress(b"".join(events), encoding)]
+            self.send_header("content-encoding", encoding)
+        size = int(self.headers.get("x-test-chunk-bytes", "0"))
+        if size:
+            joined = b"".join(events)
+            events = [joined[i : i + size] for i in range(0, len(joined), size)]
         self.end_headers()
         self.wfile.flush()
         for index, event in enumerate(events):
@@ -118,9 +154,14 @@ class _Handler(BaseHTTPRequestHandler):
             Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, raw)
         )
         status = int(self.headers.get("x-test-status", "200"))
+        with self.server.lock:
+            if self.server.fail_next:  # scripted upstream trouble: fail, then answer
+                status = self.server.fail_next.pop(0)
         if status != 200:
             kind = "overloaded_error" if status == 529 else "invalid_request_error"
-            self._send_json(status, {"error": {"message": f"test error {status}", "type": kind}})
+            retry = {"retry-after-ms": "1"} if status in (408, 409, 429) or status >= 500 else {}
+            error = {"error": {"message": f"test error {status}", "type": kind}}
+            self._send_json(status, error, retry)
             return
         body: dict[str, Any] = json.loads(raw) if raw.strip() else {}
         if path.endswith("/chat/completions"):
@@ -147,7 +188,20 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("x-test-echo-auth"):
             credential = self.headers.get("authorization") or self.headers.get("api-key") or ""
             text += f" (you sent {credential or self.headers.get('x-api-key', '')})"
+        if self.headers.get("x-test-echo-all"):
+            sent = [v for k, v in self.headers.items() if not k.lower().startswith("x-test-")]
+            scheme, _, token = self.headers.get("authorization", "").partition(" ")
+            if scheme.lower() == "basic":
+                sent.append(base64.b64decode(token).decode())
+            sent += [self.path, *self._echo_cookie().values()]
+            text += " (you sent " + " ".join(sent) + ")"
         return text
+
+    def _echo_cookie(self) -> dict[str, str]:
+        seed = self.headers.get("x-test-session-seed")
+        if not (seed and self.headers.get("x-test-echo-all")):
+            return {}
+        return {"set-cookie": f"session={session_cookie(seed)}; Path=/; HttpOnly"}
 
     # -- OpenAI --------------------------------------------------------------------------
 
@@ -327,6 +381,8 @@ def _data(payload: dict[str, Any], event: str | None = None) -> bytes:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     requests: list[Seen]
+    fail_next: list[int]  # statuses the next requests get instead of an answer
+    lock: threading.Lock
 
 
 @dataclass
@@ -346,6 +402,12 @@ class LoopbackServer:
     def url(self) -> str:
         return self.origin + "/v1"
 
+    def fail_next(self, *statuses: int) -> None:
+        """Answer the next requests with these error statuses (``retry-after-ms: 1`` on
+        retryable ones), then as usual: upstream trouble that a retry gets past."""
+        with self.httpd.lock:
+            self.httpd.fail_next.extend(statuses)
+
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
@@ -355,6 +417,8 @@ class LoopbackServer:
 def start_server() -> LoopbackServer:
     httpd = _Server(("127.0.0.1", 0), _Handler)
     httpd.requests = []
+    httpd.fail_next = []
+    httpd.lock = threading.Lock()
     thread = threading.Thread(
         target=httpd.serve_forever, args=(0.02,), name="llm-test-server", daemon=True
     )

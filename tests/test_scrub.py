@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+import zlib
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import httpx2
@@ -10,7 +14,8 @@ import openai
 import pytest
 
 import llmreplay
-from llmreplay._format import Interaction
+from llmreplay._format import Interaction, RecordedRequest, RecordedResponse
+from llmreplay._scrub import Scrubber, is_credential_header
 from tests.helpers import close, fake_key, resolve
 from tests.server import LoopbackServer
 
@@ -128,3 +133,275 @@ async def test_filter_headers_and_query_add_to_the_defaults(tmp_path: Path) -> N
     replay = llmreplay.cassette(path, filter_query=["sig"])
     with httpx2.Client(transport=replay.transport()) as client:
         assert client.get("https://h/v1/models?limit=2&sig=other-signature").status_code == 200
+
+
+# -- encodings, streams, URLs: each case below leaked before redaction saw decoded bytes ---
+
+KEY = fake_key("sk-proj-", "TESTONLYunit0123456789abcdef")
+
+
+class _Chunks(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """A response stream that arrives in exactly these chunks."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def __iter__(self):
+        yield from self.chunks
+
+    async def __aiter__(self):
+        for chunk in self.chunks:
+            yield chunk
+
+
+async def _record(path: Path, sync: bool, handler, url: str = "https://h/v1/chat/completions"):
+    """Record one POST with ``Authorization: Bearer KEY`` through ``handler``; return what
+    the caller read and the stored interaction."""
+    cas = llmreplay.cassette(path, mode="record")
+    transport = cas.transport(httpx2.MockTransport(handler))
+    client = httpx2.Client(transport=transport) if sync else httpx2.AsyncClient(transport=transport)
+    response = await resolve(
+        client.post(url, headers={"authorization": f"Bearer {KEY}"}, content=b"{}")
+    )
+    await resolve(response.aread())
+    await close(client)
+    cas.save()
+    (item,) = llmreplay.cassette(path).interactions
+    return response.content, item
+
+
+def _compress(data: bytes, coding: str) -> bytes:
+    if coding == "gzip":
+        return gzip.compress(data)
+    if coding == "deflate":
+        return zlib.compress(data)
+    return bytes(pytest.importorskip("brotli").compress(data))
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br"])
+async def test_compressed_body_is_redacted_decoded_and_encoded_again(
+    tmp_path: Path, sync: bool, coding: str
+) -> None:
+    plain = json.dumps({"echo": f"you sent {KEY}", "pad": "x" * 300}).encode()
+    wire = _compress(plain, coding)
+    assert KEY.encode() not in wire  # the key is hidden from a search of the raw bytes
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-encoding": coding, "content-length": str(len(wire))}
+        return httpx2.Response(200, headers=headers, content=wire)
+
+    seen, item = await _record(tmp_path / "c.msgpack", sync, handler)
+    assert KEY.encode() in seen  # the caller got the real answer
+    body = item.response.body or b""
+    assert body != wire and KEY.encode() not in _decoded(body, coding)
+    assert _decoded(body, coding) == plain.replace(KEY.encode(), b"<redacted>")
+    assert ("content-length", str(len(body))) in item.response.headers
+    # It replays decoded by the client like any answer of that encoding.
+    replay = llmreplay.cassette(tmp_path / "c.msgpack")
+    with httpx2.Client(transport=replay.transport()) as client:
+        answer = client.post("https://h/v1/chat/completions", content=b"{}").json()
+    assert answer["echo"] == "you sent <redacted>"
+
+
+def _decoded(body: bytes, coding: str) -> bytes:
+    if coding == "gzip":
+        return gzip.decompress(body)
+    if coding == "deflate":
+        return zlib.decompress(body)
+    return bytes(pytest.importorskip("brotli").decompress(body))
+
+
+async def test_compressed_body_without_secrets_keeps_its_wire_bytes(
+    tmp_path: Path, sync: bool
+) -> None:
+    wire = gzip.compress(b'{"echo": "nothing to hide"}', mtime=123)
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-encoding": "gzip"}, content=wire)
+
+    _, item = await _record(tmp_path / "c.msgpack", sync, handler)
+    assert item.response.body == wire  # not re-encoded: same mtime, same bytes
+
+
+async def test_secret_split_across_stream_chunks_keeps_the_chunk_boundaries(
+    tmp_path: Path, sync: bool
+) -> None:
+    half = len(KEY) // 2
+    chunks = [
+        b'data: {"a": "',
+        b"x " + KEY[:half].encode(),  # the key starts here...
+        KEY[half:].encode() + b' y"}\n\n',  # ...and ends here
+        b'data: {"b": "' + KEY.encode() + b'"}\n\n',  # a whole one, for contrast
+        b"data: [DONE]\n\n",
+    ]
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=_Chunks(chunks)
+        )
+
+    seen, item = await _record(tmp_path / "c.msgpack", sync, handler)
+    assert KEY.encode() in seen
+    assert item.response.chunks == [
+        b'data: {"a": "',
+        b"x ",  # the boundary moved back to where the redaction starts
+        b'<redacted> y"}\n\n',
+        b'data: {"b": "<redacted>"}\n\n',
+        b"data: [DONE]\n\n",
+    ]
+    assert len(item.chunk_ms) == len(chunks)
+
+
+async def test_cookie_values_are_secrets(tmp_path: Path, sync: bool) -> None:
+    session, served = "s3ss10n-TESTONLY-value", "srv-TESTONLY-cookie-value"
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        sent = request.headers["cookie"]
+        return httpx2.Response(
+            200,
+            headers={"set-cookie": f"id={served}; Path=/; HttpOnly"},
+            content=f"cookie {sent}, short one tiny, set {served}".encode(),
+        )
+
+    path = tmp_path / "c.msgpack"
+    cas = llmreplay.cassette(path, mode="record")
+    transport = cas.transport(httpx2.MockTransport(handler))
+    client = httpx2.Client(transport=transport) if sync else httpx2.AsyncClient(transport=transport)
+    await resolve(
+        client.get("https://h/v1/models", headers={"cookie": f"sid={session}; theme=tiny"})
+    )
+    await close(client)
+    cas.save()
+    written = path.read_bytes()
+    assert session.encode() not in written and served.encode() not in written
+    (item,) = llmreplay.cassette(path).interactions
+    # Values under 8 characters ("tiny") are not secrets: they would wreck bodies.
+    assert item.response.body == b"cookie <redacted>, short one tiny, set <redacted>"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://gw.example/v1/keys/{KEY}/chat/completions",
+        f"https://gw.example/v1/{fake_key('AIza', 'SyTESTONLY0123456789abcdefghijklmn')}/x",
+        f"https://gw.example/p/{fake_key('gsk_', 'TESTONLY0123456789abcdef')}/v1/chat",
+        f"https://gw.example/p/{fake_key('xai-', 'TESTONLY0123456789abcdef')}/v1/chat",
+        f"https://gw.example/p/{fake_key('hf_', 'TESTONLY0123456789abcdefghijklmno')}/v1",
+        f"https://gw.example/p/{fake_key('r8_', 'TESTONLY0123456789abcdef')}/v1",
+        f"https://gw.example/p/{fake_key('pplx-', 'TESTONLY0123456789abcdef')}/v1",
+        f"https://gw.example/p/{fake_key('AKIA', 'TESTONLY01234567')}/v1",
+        f"https://gw.example/p/{fake_key('ghp_', 'TESTONLY0123456789abcdefghijklmno')}/v1",
+        f"https://gw.example/p/{fake_key('sk-ant-api03-', 'TESTONLY0123456789abcdef')}/v1",
+    ],
+)
+def test_key_shaped_path_segments_are_redacted(url: str) -> None:
+    scrubber = Scrubber()
+    (secret, *_) = scrubber.secrets([], url)
+    assert secret in url
+    item = _item(url)
+    scrubber.scrub(item, scrubber.secrets([], url))
+    assert secret not in item.request.url and "/<redacted>/" in item.request.url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.openai.com/v1/chat/completions?limit=20&order=desc",
+        "https://x.openai.azure.com/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent",
+        "https://api.openai.com/v1/files/file-abc123XYZ456def789ghi012/content",
+        "https://api.openai.com/v1/responses/resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b",
+        "https://api.openai.com/v1/threads/thread_abc123/runs/run_abc123",
+        "https://api.openai.com/v1/fine_tuning/jobs/ftjob-abc123def456ghi789jkl012",
+        "https://api.anthropic.com/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d",
+        "https://huggingface.co/api/models/hf_internal_testing/tiny-random-gpt2",
+        "https://router.example/v1/task-abcdefghijklmnopqrstuvwxyz0123/desk-abcdefghijklmnopqrstuvw",
+        "https://api.openai.com/v1/chat/completions/chatcmpl-AbCdEfGhIjKlMnOpQrStUvWxYz012345",
+    ],
+)
+def test_normal_urls_are_left_alone(url: str) -> None:
+    scrubber = Scrubber()
+    assert scrubber.secrets([], url) == []
+    item = _item(url)
+    scrubber.scrub(item, [])
+    assert item.request.url == url
+
+
+def test_userinfo_is_removed_and_its_password_redacted() -> None:
+    scrubber = Scrubber()
+    url = "https://svc:p%40ss-TESTONLY-word@gw.example/v1/chat/completions"
+    item = _item(url, body=b'{"echo": "p@ss-TESTONLY-word"}')
+    scrubber.scrub(item, scrubber.secrets([], url))
+    assert item.request.url == "https://gw.example/v1/chat/completions"
+    assert item.request.body == b'{"echo": "<redacted>"}'
+
+
+@pytest.mark.parametrize(
+    ("name", "credential"),
+    [
+        ("Helicone-Auth", True),
+        ("x-portkey-api-key", True),
+        ("cf-aig-authorization", True),
+        ("x-litellm-api-key", True),
+        ("api-key", True),
+        ("ocp-apim-subscription-key", True),
+        ("x-goog-api-key", True),
+        ("x-amz-security-token", True),
+        ("X-Custom-Secret", True),
+        ("x-my-apikey", True),
+        ("content-type", False),
+        ("x-request-id", False),
+        ("openai-beta", False),
+        ("anthropic-version", False),
+        ("idempotency-key", False),
+    ],
+)
+def test_credential_headers(name: str, credential: bool) -> None:
+    assert is_credential_header(name) is credential
+
+
+def test_gateway_header_value_is_dropped_and_redacted_before_before_record_runs() -> None:
+    seen: list[Interaction] = []
+
+    def hook(item: Interaction) -> Interaction:
+        seen.append(item)
+        return item
+
+    scrubber = Scrubber(before_record=hook)
+    headers = [("Helicone-Auth", "Bearer sk-helicone-TESTONLY-abcdef"), ("x-trace", "t-1")]
+    item = _item("https://gw.example/v1/chat", body=b"sk-helicone-TESTONLY-abcdef")
+    item.request.headers = headers
+    assert scrubber.scrub(item, scrubber.secrets(headers, item.request.url)) is item
+    assert seen == [item]  # before_record got it already scrubbed
+    assert item.request.headers == [("x-trace", "t-1")]
+    assert item.request.body == b"<redacted>"
+
+
+def _item(url: str, body: bytes = b"{}") -> Interaction:
+    return Interaction(
+        key="k",
+        request=RecordedRequest("POST", url, [], body),
+        response=RecordedResponse(200, [], body=b"{}"),
+    )
+
+
+def test_a_miss_message_prints_no_credential(tmp_path: Path) -> None:
+    google = fake_key("AIza", "SyTESTONLY0123456789abcdefghijklmn")
+    path = tmp_path / "c.msgpack"
+    options: dict[str, Any] = {"match_on": ["method", "path", "body", "headers"]}
+    cas = llmreplay.cassette(path, mode="record", **options)
+    upstream = httpx2.MockTransport(lambda request: httpx2.Response(200, content=b"{}"))
+    url = f"https://gw.example/v1/keys/{KEY}/chat"
+    headers = {"x-goog-api-key": google, "x-tenant": "acme"}
+    with httpx2.Client(transport=cas.transport(upstream)) as client:
+        client.post(url, headers=headers, json={"q": 1})
+    cas.save()
+    with (
+        httpx2.Client(transport=llmreplay.cassette(path, **options).transport()) as client,
+        pytest.raises(llmreplay.CassetteMiss) as caught,
+    ):
+        client.post(url, headers={**headers, "x-tenant": "other"}, json={"q": f"2 {KEY}"})
+    message = str(caught.value)
+    assert "x-tenant: other" in message  # the header diff is still shown...
+    assert google not in message and KEY not in message  # ...but no credential
+    assert "x-goog-api-key" not in message and "/keys/<redacted>/chat" in message
