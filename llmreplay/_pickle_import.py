@@ -71,7 +71,7 @@ class SafeUnpickler(pickle.Unpickler):
         self.path = path
 
     def find_class(self, module: str, name: str) -> Any:
-        if module == "builtins" and name in _BUILTINS:
+        if module in ("builtins", "__builtin__") and name in _BUILTINS:  # py2-era name too
             return {"dict": dict, "list": list, "tuple": tuple, "set": set}.get(name, frozenset)
         if module.startswith("openai.types.") and name.isidentifier():
             return _record_class(f"{module}.{name}")

@@ -150,3 +150,44 @@ def test_what_is_not_a_tinytroupe_cache_is_refused(tmp_path: Path) -> None:
         with pytest.raises(llmreplay.CassetteError):
             _pickle_import.convert(tmp_path / name, tmp_path / "out.msgpack", trust=True)
     assert not (tmp_path / "out.msgpack").exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 3, pickle.HIGHEST_PROTOCOL])
+def test_older_pickle_protocols_convert_too(protocol: int, tmp_path: Path) -> None:
+    source = tmp_path / "old.pickle"
+    answer = ChatCompletion.model_validate(_completion("from protocol"))
+    source.write_bytes(pickle.dumps({_tinytroupe_key(HELLO): answer}, protocol=protocol))
+    result = _pickle_import.convert(source, tmp_path / "old.msgpack", trust=True)
+    assert result.interactions == 1 and result.skipped == []
+    (item,) = llmreplay.cassette(tmp_path / "old.msgpack").interactions
+    assert b"from protocol" in item.response.content
+    assert item.request.url == _pickle_import.DEFAULT_URL
+
+
+def test_entries_that_are_not_chat_calls_are_reported(tmp_path: Path) -> None:
+    source = tmp_path / "odd.pickle"
+    source.write_bytes(
+        pickle.dumps(
+            {
+                _tinytroupe_key(HELLO): "a string, not a completion",
+                str(("gpt-4o-mini", {"input": "no messages"})): _completion("x"),
+            }
+        )
+    )
+    with pytest.raises(llmreplay.CassetteError, match="no entry of it could be converted") as info:
+        _pickle_import.convert(source, tmp_path / "odd.msgpack", trust=True)
+    assert "not a chat completion" in info.value.hint and "no chat messages" in info.value.hint
+
+
+def test_persistent_ids_are_refused(tmp_path: Path) -> None:
+    import io
+
+    class External(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> Any:
+            return "row-1" if obj == "external" else None
+
+    buffer = io.BytesIO()
+    External(buffer).dump({"k": "external"})
+    (tmp_path / "pid.pickle").write_bytes(buffer.getvalue())
+    with pytest.raises(llmreplay.CassetteError, match="persistent ids"):
+        _pickle_import.load(tmp_path / "pid.pickle")

@@ -229,3 +229,29 @@ def test_tinytroupe_azure_variable_names_work(
     assert server.requests[0].headers["api-key"] == "tinytroupe-azure-key"
     assert server.requests[0].path.startswith("/openai/deployments/dep/chat/completions")
     client.close()
+
+
+def test_tinytroupe_call_spellings(
+    server: LoopbackServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import pydantic
+
+    class Answer(pydantic.BaseModel):
+        answer: str
+
+    # TinyTroupe's constructor took (cache_api_calls, cache_file_name) positionally; an old
+    # pickle beside the name is pointed out, never read.
+    (tmp_path / "old.pickle").write_bytes(b"\x80\x04N.")
+    with caplog.at_level(logging.WARNING, logger="llmreplay"):
+        client = llmreplay.OpenAIClient(True, str(tmp_path / "old.pickle"), base_url=server.url)
+        # API defaults TinyTroupe always passed are not sent; timeout is the SDK's option.
+        client.send_message(HELLO, stop=[], n=1, timeout=30)
+    assert "llmreplay import-pickle" in caplog.text and str(tmp_path / "old.msgpack") in caplog.text
+    sent = json.loads(server.requests[0].body)
+    assert not {"stop", "n", "timeout"} & set(sent)
+    assert (tmp_path / "old.msgpack").exists()
+    assert (tmp_path / "old.pickle").read_bytes() == b"\x80\x04N."  # untouched
+
+    parsed = client.send_message(HELLO, response_format=Answer, enable_pydantic_model_return=True)
+    assert parsed == Answer(answer="echo: hello")
+    client.close()

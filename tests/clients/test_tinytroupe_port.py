@@ -196,3 +196,29 @@ def test_failures_raise_and_the_two_line_change_restores_none(server: LoopbackSe
         next_message = None
     assert next_message is None
     client.close()
+
+
+def test_reply_dict_view_edges() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    reply = llmreplay.Reply(None, tool_calls=[call], refusal="no")
+    assert reply["tool_calls"] == [call] and reply["refusal"] == "no" and len(reply) == 4
+    assert reply == llmreplay.Reply(None, tool_calls=[call], refusal="no")
+    assert reply != llmreplay.Reply("other")
+    assert (reply == 3) is False
+
+
+def test_default_and_config_views_behave_as_mappings(tmp_path: Path) -> None:
+    (tmp_path / "config.ini").write_bytes(CONFIG.read_bytes())
+    default, config = openai_utils.default, openai_utils.config
+    default["max_attempts"] = 2
+    assert default["max_attempts"] == 2
+    del default["max_attempts"]
+    assert default["max_attempts"] == 5  # back to config.ini's value
+    with pytest.raises(KeyError):
+        del default["max_attempts"]
+    assert len(default) == 13 and "model" in repr(default)
+    assert len(config) == 5 and "Logging" in repr(config)
+    assert config.get("OpenAI")["MODEL"] == "gpt-5-mini"  # a section, as Mapping.get
+    assert config.getint("OpenAI", "TIMEOUT") == 480
+    with pytest.raises(AttributeError):
+        config._private  # noqa: B018
