@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     import anthropic
     import openai
 
+    from ._stacks.httpx import HttpxTransport
+
 _T = TypeVar("_T", httpx2.BaseTransport, httpx2.AsyncBaseTransport)
 
 # Used when no API key is configured: replay needs none, and it is never sent upstream.
@@ -276,6 +278,14 @@ class Cassette:
         plain ``httpx2.HTTPTransport``/``AsyncHTTPTransport``.
         """
         return CassetteTransport(self, upstream)
+
+    def httpx_transport(self, upstream: Any = None) -> HttpxTransport:
+        """A legacy ``httpx`` transport (sync and async) through this cassette, no patching:
+        ``httpx.Client(transport=cas.httpx_transport())`` (needs ``llmreplay[httpx]``).
+        ``upstream`` is an httpx transport; by default a plain ``httpx.HTTPTransport``."""
+        from ._stacks.httpx import HttpxTransport
+
+        return HttpxTransport(self, upstream)
 
     def _transport_over(self, upstream: _T) -> _T | CassetteTransport:
         if isinstance(upstream, CassetteTransport):

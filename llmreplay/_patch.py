@@ -24,16 +24,15 @@ restored when the last one ends, even after an error.
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import sys
 import threading
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from ._errors import ConfigError, RequestRefused, sdk_transparent
-from ._transport import CassetteTransport
+from . import _stacks
+from ._errors import RequestRefused, sdk_transparent
+from ._transport import CassetteTransport, forwarding
 
 if TYPE_CHECKING:
     from ._cassette import Cassette
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
 
 # Adapters for other HTTP stacks: modules ``llmreplay._stacks.<name>`` with ``install()``
 # and ``uninstall()``; each imports its library only when it is installed.
-STACKS: tuple[str, ...] = ()
+STACKS: tuple[str, ...] = ("httpx", "urllib3", "aiohttp")
 
 _lock = threading.Lock()
 _context: ContextVar[tuple[Cassette, ...]] = ContextVar("llmreplay_cassettes", default=())
@@ -87,8 +86,11 @@ def route(url: str, *, network: bool = True) -> Cassette | None:
     """The cassette for a request to ``url`` now; ``None`` lets it pass untouched.
 
     Raises ``RequestRefused`` (SDK-transparent) when the guard refuses it; a request whose
-    transport never reaches the network (``network=False``: a mock) is not refused.
+    transport never reaches the network (``network=False``: a mock) is not refused, nor one
+    that a cassette is already sending upstream through another stack (``forwarding``).
     """
+    if forwarding():  # already captured: this is that request's own upstream send
+        return None
     cassette = current()
     if cassette is None and network and _guards:
         try:
@@ -129,41 +131,11 @@ def _reaches_network(upstream: object, method: str) -> bool:
     return "/vcr/" not in filename
 
 
-# -- legacy httpx: refused inside a cassette until it has an adapter ----------------------
-
-
-def _legacy_transport_for_url(self: Any, url: Any) -> Any:
-    original = next(_originals[cls] for cls in type(self).__mro__ if cls in _originals)
-    upstream = original(self, url)
-    cassette = route(str(url), network=type(upstream).__name__ != "MockTransport")
-    if cassette is None:
-        return upstream
-    raise sdk_transparent(
-        ConfigError(
-            "http_client",
-            f"{type(self).__module__}.{type(self).__name__}",
-            f"a request to {url} inside cassette {cassette.path}",
-            "llmreplay records and replays httpx2 clients only; pass "
-            "http_client=httpx2.Client(...) (or httpx2.AsyncClient) to the SDK",
-        )
-    )
-
-
 def _targets() -> dict[type[Any], Any]:
-    targets: dict[type[Any], Any] = {
+    return {
         httpx2.Client: _sync_transport_for_url,
         httpx2.AsyncClient: _async_transport_for_url,
     }
-    if "llmreplay._stacks.httpx" not in {m.__name__ for m in _stack_modules} and (
-        "httpx" in sys.modules or importlib.util.find_spec("httpx") is not None
-    ):
-        # Imported here when installed, so an httpx first imported later is covered too.
-        legacy = importlib.import_module("httpx")
-        for name in ("Client", "AsyncClient"):
-            cls = getattr(legacy, name, None)
-            if isinstance(cls, type) and "_transport_for_url" in cls.__dict__:
-                targets[cls] = _legacy_transport_for_url
-    return targets
 
 
 def _install() -> None:
@@ -171,6 +143,9 @@ def _install() -> None:
     if _installed:
         return
     for name in STACKS:
+        if not _stacks.available(name):  # never import a library the user does not have
+            continue
+        # Imported now, not with llmreplay: a library first imported later is covered too.
         module = importlib.import_module(f"llmreplay._stacks.{name}")
         module.install()
         _stack_modules.append(module)

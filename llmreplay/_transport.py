@@ -9,6 +9,7 @@ the cassette tee the answer into a recording; a fault may then alter the answer.
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 import anyio
@@ -16,6 +17,17 @@ import httpx2
 
 if TYPE_CHECKING:
     from ._cassette import Cassette
+
+
+# True while a cassette sends a request upstream: the HTTP stack that upstream itself runs on
+# (an httpx client over aiohttp, requests under another adapter) lets it by, uncaptured, so
+# one request is recorded once (``_patch.route``).
+_forwarding: ContextVar[bool] = ContextVar("llmreplay_forwarding", default=False)
+
+
+def forwarding() -> bool:
+    """Whether this thread or task is inside a cassette's upstream send."""
+    return _forwarding.get()
 
 
 class CassetteTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
@@ -61,7 +73,11 @@ class CassetteTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         if response is None:
             assert plan.upstream is not None
             started = time.monotonic()
-            answer = self._sync_upstream().handle_request(request)
+            token = _forwarding.set(True)
+            try:
+                answer = self._sync_upstream().handle_request(request)
+            finally:
+                _forwarding.reset(token)
             response = self.cassette._from_upstream(request, answer, plan.upstream, started)
         return plan.wrap(response) if plan.wrap is not None else response
 
@@ -76,7 +92,11 @@ class CassetteTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
         if response is None:
             assert plan.upstream is not None
             started = time.monotonic()
-            answer = await self._async_upstream().handle_async_request(request)
+            token = _forwarding.set(True)
+            try:
+                answer = await self._async_upstream().handle_async_request(request)
+            finally:
+                _forwarding.reset(token)
             response = self.cassette._from_upstream(request, answer, plan.upstream, started)
         return plan.wrap(response) if plan.wrap is not None else response
 

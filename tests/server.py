@@ -1,4 +1,5 @@
-"""A deterministic OpenAI- and Anthropic-compatible HTTP server on 127.0.0.1, for tests.
+"""A deterministic OpenAI- and Anthropic-compatible HTTP server on 127.0.0.1, for tests
+(with Cohere's ``/v2/chat`` and Gemini's ``:generateContent``/``:streamGenerateContent`` too).
 
 Replies are pure functions of the request, so recordings are reproducible. Test-only
 request headers steer it: ``x-test-status`` (reply with that error status),
@@ -172,6 +173,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._embeddings(body)
         elif path.endswith("/messages"):
             self._messages(body)
+        elif path.endswith("/v2/chat"):
+            self._cohere_chat(body)
+        elif path.endswith((":generateContent", ":streamGenerateContent")):
+            self._gemini(body, path)
         elif path.endswith("/audio/speech"):
             audio = bytes(range(256)) * 8
             self.send_response(200)
@@ -349,6 +354,53 @@ class _Handler(BaseHTTPRequestHandler):
             {"type": "message_stop"},
         ]
         self._send_stream([_data(e, event=e["type"]) for e in events])
+
+    # -- Cohere v2 and Gemini (the SDKs of other HTTP stacks) ---------------------------
+
+    def _cohere_chat(self, body: dict[str, Any]) -> None:
+        text = self._reply_text(_last_text(body.get("messages", [])))
+        usage = {"tokens": {"input_tokens": 10, "output_tokens": len(text.split())}}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": [{"type": "text", "text": text}]}
+            reply = {"id": "chat-test", "finish_reason": "COMPLETE", "message": message}
+            self._send_json(200, {**reply, "usage": usage})
+            return
+        events: list[dict[str, Any]] = [
+            {
+                "type": "message-start",
+                "id": "chat-test",
+                "delta": {"message": {"role": "assistant"}},
+            }
+        ]
+        events += [
+            {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": p}}}}
+            for p in _pieces(text)
+        ]
+        events.append(
+            {"type": "message-end", "delta": {"finish_reason": "COMPLETE", "usage": usage}}
+        )
+        self._send_stream([_data(e, event=e["type"]) for e in events])
+
+    def _gemini(self, body: dict[str, Any], path: str) -> None:
+        parts = (body.get("contents") or [{}])[-1].get("parts") or [{}]
+        text = self._reply_text(" ".join(str(p.get("text", "")) for p in parts))
+        model = path.rsplit("/", 1)[-1].split(":", 1)[0]
+
+        def reply(piece: str, done: bool) -> dict[str, Any]:
+            candidate: dict[str, Any] = {
+                "content": {"role": "model", "parts": [{"text": piece}]},
+                "index": 0,
+            }
+            if done:
+                candidate["finishReason"] = "STOP"
+            usage = {"promptTokenCount": 10, "candidatesTokenCount": len(text.split())}
+            return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
+
+        if path.endswith(":generateContent"):
+            self._send_json(200, reply(text, True))
+            return
+        pieces = _pieces(text)
+        self._send_stream([_data(reply(p, i == len(pieces) - 1)) for i, p in enumerate(pieces)])
 
 
 def _formatted(text: str, response_format: Any) -> str:

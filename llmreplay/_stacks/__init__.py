@@ -1,0 +1,100 @@
+"""Adapters for HTTP stacks other than httpx2: what they share.
+
+Each adapter (``httpx``, ``urllib3`` for urllib3 and requests, ``aiohttp``) patches its
+library's single send point, asks ``_patch.route`` which cassette a request belongs to, turns
+the native request into an ``httpx2.Request`` and hands it to the one decision core through
+``exchange``/``aexchange``: a ``CassetteTransport`` whose upstream (``Upstream``) performs the
+library's original send and turns its answer into an ``httpx2.Response`` whose stream is the
+native body iterator (``NativeStream``), so chunks are teed as they arrive. The adapter then
+rebuilds the returned ``httpx2.Response`` as its library's own response object and maps the
+httpx2 errors that faults and cut streams raise to its library's exception types. Keys, modes,
+faults, scrubbing, storage and stream recording are never an adapter's business.
+
+Every module here imports its library at the top: ``_patch`` imports a module only when its
+library is installed (``available``), when the first cassette or guard turns capture on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
+
+import httpx2
+
+from .._transport import CassetteTransport
+
+if TYPE_CHECKING:
+    from .._cassette import Cassette
+
+# The stacks, in install order, with the top-level module each needs.
+LIBRARIES = {"httpx": "httpx", "urllib3": "urllib3", "aiohttp": "aiohttp"}
+
+
+def available(stack: str) -> bool:
+    """Whether ``stack``'s library is installed (found without importing it)."""
+    try:
+        return importlib.util.find_spec(LIBRARIES[stack]) is not None
+    except (ImportError, ValueError):  # pragma: no cover - a broken or half-removed install
+        return False
+
+
+class NativeStream(httpx2.SyncByteStream):
+    """A native library's body iterator, seen as an httpx2 stream (nothing buffered)."""
+
+    def __init__(self, chunks: Iterator[bytes], close: Callable[[], object]) -> None:
+        self._chunks = chunks
+        self._close = close
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks
+
+    def close(self) -> None:
+        self._close()
+
+
+class AsyncNativeStream(httpx2.AsyncByteStream):
+    """A native library's async body iterator, seen as an httpx2 stream."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], aclose: Callable[[], Awaitable[object]]):
+        self._chunks = chunks
+        self._aclose = aclose
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._aclose()
+
+
+Send = Callable[[httpx2.Request], httpx2.Response]
+AsyncSend = Callable[[httpx2.Request], Awaitable[httpx2.Response]]
+
+
+class Upstream(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
+    """The upstream a cassette forwards to: the native library's original send."""
+
+    def __init__(self, send: Send | None = None, asend: AsyncSend | None = None) -> None:
+        self._send = send
+        self._asend = asend
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        assert self._send is not None
+        return self._send(request)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        assert self._asend is not None
+        return await self._asend(request)
+
+
+def exchange(cassette: Cassette, request: httpx2.Request, send: Send) -> httpx2.Response:
+    """``request`` through ``cassette``; ``send`` performs the native send when needed."""
+    return CassetteTransport(cassette, Upstream(send=send)).handle_request(request)
+
+
+async def aexchange(
+    cassette: Cassette, request: httpx2.Request, send: AsyncSend
+) -> httpx2.Response:
+    """The async ``exchange``."""
+    return await CassetteTransport(cassette, Upstream(asend=send)).handle_async_request(request)

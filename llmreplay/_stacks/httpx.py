@@ -1,0 +1,195 @@
+"""The legacy ``httpx`` adapter: ``httpx.Client``/``AsyncClient`` through a cassette.
+
+The patch point is httpx's own ``Client._transport_for_url`` and its async twin, as for
+httpx2: every request of any client, whatever transport it has, goes through
+``HttpxTransport`` with the client's transport kept as upstream. ``cas.httpx_transport()``
+wires a client explicitly. Requests and answers cross to httpx2 and back header for header
+(repeated ones kept) and chunk for chunk: httpx decodes ``content-encoding`` itself from the
+raw bytes, and a stream stays a stream. httpx2 errors (faults, cut streams) become the httpx
+exception of the same name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import httpx2
+
+from .. import _patch
+from . import AsyncNativeStream, NativeStream, aexchange, exchange
+
+if TYPE_CHECKING:
+    from .._cassette import Cassette
+
+_originals: dict[type[Any], Any] = {}
+
+
+def _error(exc: httpx2.HTTPError, request: httpx.Request) -> Exception:
+    cls = getattr(httpx, type(exc).__name__, None)
+    if not (isinstance(cls, type) and issubclass(cls, httpx.TransportError)):
+        cls = httpx.TransportError
+    return cls(str(exc), request=request)
+
+
+def _to_httpx2(request: httpx.Request) -> httpx2.Request:
+    return httpx2.Request(
+        request.method,
+        str(request.url),
+        headers=request.headers.multi_items(),
+        content=request.content,
+    )
+
+
+def _from_native(
+    response: httpx.Response, stream: httpx2.SyncByteStream | httpx2.AsyncByteStream
+) -> httpx2.Response:
+    return httpx2.Response(
+        response.status_code,
+        headers=response.headers.multi_items(),
+        stream=stream,
+        extensions={k: v for k, v in response.extensions.items() if k != "network_stream"},
+    )
+
+
+class _Back(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """An httpx2 answer's stream as an httpx stream, its httpx2 errors turned into httpx's."""
+
+    def __init__(self, response: httpx2.Response, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        stream = self._response.stream
+        assert isinstance(stream, httpx2.SyncByteStream)
+        try:
+            yield from stream
+        except httpx2.HTTPError as exc:
+            raise _error(exc, self._request) from exc
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        stream = self._response.stream
+        assert isinstance(stream, httpx2.AsyncByteStream)
+        try:
+            async for chunk in stream:
+                yield chunk
+        except httpx2.HTTPError as exc:
+            raise _error(exc, self._request) from exc
+
+    def close(self) -> None:
+        self._response.close()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def _native(answer: httpx2.Response, request: httpx.Request) -> httpx.Response:
+    return httpx.Response(
+        answer.status_code,
+        headers=answer.headers.multi_items(),
+        stream=_Back(answer, request),
+        request=request,
+        extensions=dict(answer.extensions),
+    )
+
+
+class HttpxTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Sends legacy httpx requests through a cassette; ``upstream`` (default: a plain
+    ``httpx.HTTPTransport``/``AsyncHTTPTransport``) is used when the mode goes to network.
+
+    >>> import httpx, llmreplay
+    >>> cas = llmreplay.cassette("fixtures/cassettes/examples/greet.msgpack")
+    >>> client = httpx.Client(transport=cas.httpx_transport())
+    """
+
+    def __init__(
+        self,
+        cassette: Cassette,
+        upstream: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.cassette = cassette
+        self._upstream = upstream
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        upstream = self._upstream
+        if not isinstance(upstream, httpx.BaseTransport):
+            upstream = self._upstream = httpx.HTTPTransport()
+
+        def send(_: httpx2.Request) -> httpx2.Response:
+            response: httpx.Response = upstream.handle_request(request)
+            stream = response.stream
+            assert isinstance(stream, httpx.SyncByteStream)
+            return _from_native(response, NativeStream(iter(stream), stream.close))
+
+        request.read()
+        try:
+            answer = exchange(self.cassette, _to_httpx2(request), send)
+        except httpx2.HTTPError as exc:
+            raise _error(exc, request) from exc
+        return _native(answer, request)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        upstream = self._upstream
+        if not isinstance(upstream, httpx.AsyncBaseTransport):
+            upstream = self._upstream = httpx.AsyncHTTPTransport()
+
+        async def send(_: httpx2.Request) -> httpx2.Response:
+            response: httpx.Response = await upstream.handle_async_request(request)
+            stream = response.stream
+            assert isinstance(stream, httpx.AsyncByteStream)
+            return _from_native(response, AsyncNativeStream(aiter(stream), stream.aclose))
+
+        await request.aread()
+        try:
+            answer = await aexchange(self.cassette, _to_httpx2(request), send)
+        except httpx2.HTTPError as exc:
+            raise _error(exc, request) from exc
+        return _native(answer, request)
+
+    def close(self) -> None:
+        if isinstance(self._upstream, httpx.BaseTransport):
+            self._upstream.close()
+
+    async def aclose(self) -> None:
+        if isinstance(self._upstream, httpx.AsyncBaseTransport):
+            await self._upstream.aclose()
+
+
+def _reaches_network(upstream: object, method: str) -> bool:
+    return not isinstance(upstream, httpx.MockTransport) and _patch._reaches_network(
+        upstream, method
+    )
+
+
+def _sync_transport_for_url(self: httpx.Client, url: httpx.URL) -> httpx.BaseTransport:
+    upstream: httpx.BaseTransport = _originals[httpx.Client](self, url)
+    if isinstance(upstream, HttpxTransport):
+        return upstream
+    cassette = _patch.route(str(url), network=_reaches_network(upstream, "handle_request"))
+    return upstream if cassette is None else HttpxTransport(cassette, upstream)
+
+
+def _async_transport_for_url(self: httpx.AsyncClient, url: httpx.URL) -> httpx.AsyncBaseTransport:
+    upstream: httpx.AsyncBaseTransport = _originals[httpx.AsyncClient](self, url)
+    if isinstance(upstream, HttpxTransport):
+        return upstream
+    cassette = _patch.route(str(url), network=_reaches_network(upstream, "handle_async_request"))
+    return upstream if cassette is None else HttpxTransport(cassette, upstream)
+
+
+def install() -> None:
+    """Patch ``httpx.Client``/``AsyncClient._transport_for_url``."""
+    for cls, replacement in (
+        (httpx.Client, _sync_transport_for_url),
+        (httpx.AsyncClient, _async_transport_for_url),
+    ):
+        _originals[cls] = cls.__dict__["_transport_for_url"]
+        cls._transport_for_url = replacement  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    """Restore what ``install`` patched."""
+    for cls, original in _originals.items():
+        cls._transport_for_url = original
+    _originals.clear()

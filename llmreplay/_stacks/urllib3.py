@@ -1,0 +1,252 @@
+"""The ``urllib3`` adapter, which ``requests`` (and botocore) send through: pools through a
+cassette.
+
+The patch point is ``HTTPConnectionPool._make_request``: one request on one connection, below
+urllib3's own retry and redirect loop (``urlopen``), so a fault is retried, redirected or
+raised exactly as urllib3 and ``requests`` would treat the real thing, and a request that
+``requests`` sends is captured once, here. Nothing connects unless the cassette forwards the
+request upstream (the original ``_make_request``).
+
+The answer is rebuilt as a ``urllib3.HTTPResponse`` over the raw recorded bytes, so urllib3
+decodes ``content-encoding`` itself; a chunked answer replays chunk for chunk through
+urllib3's own ``read_chunked`` (``stream()``, ``requests``' ``iter_content``/``iter_lines``).
+Fault errors become urllib3's: ``ConnectTimeoutError``, ``ReadTimeoutError``,
+``NewConnectionError``, ``ProtocolError`` (which ``requests`` turns into ``ConnectTimeout``,
+``ReadTimeout``, ``ConnectionError`` and, mid-stream, ``ChunkedEncodingError``).
+"""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import urllib3
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+
+from .. import _patch
+from . import NativeStream, exchange
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_original: Any = None
+
+
+def _url(pool: HTTPConnectionPool, url: str) -> str:
+    if url.startswith(("http://", "https://")):  # absolute: a request through a proxy
+        return url
+    host = pool.host if ":" not in pool.host else f"[{pool.host}]"
+    port = "" if pool.port in (None, _DEFAULT_PORTS.get(pool.scheme)) else f":{pool.port}"
+    return f"{pool.scheme}://{host}{port}{url}"
+
+
+def _body(body: Any) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    if hasattr(body, "read"):
+        data = body.read()
+        return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    return b"".join(c.encode("utf-8") if isinstance(c, str) else bytes(c) for c in body)
+
+
+def _request_error(
+    exc: httpx2.HTTPError, pool: HTTPConnectionPool, conn: Any, url: str
+) -> Exception:
+    message = str(exc)
+    if isinstance(exc, httpx2.ConnectTimeout):
+        return ConnectTimeoutError(conn, message)
+    if isinstance(exc, httpx2.TimeoutException):
+        return ReadTimeoutError(pool, url, message)
+    if isinstance(exc, httpx2.ConnectError):
+        return NewConnectionError(conn, message)
+    if isinstance(exc, httpx2.ReadError):
+        return ProtocolError("Connection aborted.", ConnectionResetError(message))
+    return ProtocolError("Connection aborted.", http.client.RemoteDisconnected(message))
+
+
+class _Body:
+    """The answer's chunks as the file object urllib3 reads: ``read(amt)`` for a plain body,
+    and http.client's chunk framing (``fp.readline``, ``_safe_read``) for a chunked one, so
+    urllib3's ``read_chunked`` yields the recorded chunks. Cut streams raise what a broken
+    socket would, which urllib3 turns into its own errors."""
+
+    def __init__(self, answer: httpx2.Response) -> None:
+        self._answer = answer
+        stream = answer.stream
+        assert isinstance(stream, httpx2.SyncByteStream)
+        self._chunks: Iterator[bytes] | None = iter(stream)
+        self._buffer = b""
+        self._ended = False  # the terminating zero-size chunk was given out
+        self._closed = False
+        self.fp = self  # what urllib3 reads chunk framing from
+
+    def _next(self) -> bytes | None:
+        if self._chunks is None:
+            return None
+        try:
+            for chunk in self._chunks:
+                if chunk:
+                    return chunk
+        except httpx2.TimeoutException as exc:
+            raise TimeoutError(str(exc)) from exc
+        except httpx2.HTTPError as exc:
+            raise ProtocolError(f"Connection broken: {exc}", exc) from exc
+        self.close()  # read to the end: a recording is committed now
+        return None
+
+    def read(self, amt: int | None = None) -> bytes:
+        if amt is None:
+            data, self._buffer = self._buffer, b""
+            while (chunk := self._next()) is not None:
+                data += chunk
+            self.close()
+            return data
+        if not self._buffer:
+            chunk = self._next()
+            if chunk is None:
+                return b""
+            self._buffer = chunk
+        data, self._buffer = self._buffer[:amt], self._buffer[amt:]
+        return data
+
+    # http.client's chunked framing, as urllib3's read_chunked reads it
+    def readline(self, limit: int = -1) -> bytes:
+        if self._ended:
+            return b""
+        chunk = self._next()
+        if chunk is None:
+            self._ended = True
+            return b"0\r\n"
+        self._buffer = chunk
+        return b"%x\r\n" % len(chunk)
+
+    def _safe_read(self, amt: int) -> bytes:
+        if not self._buffer:
+            return b"\r\n"  # the CRLF after a chunk
+        data, self._buffer = self._buffer[:amt], self._buffer[amt:]
+        return data
+
+    def isclosed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._chunks = None
+            self._answer.close()
+
+
+def _native(
+    answer: httpx2.Response, pool: HTTPConnectionPool, method: str, url: str, **kw: Any
+) -> urllib3.HTTPResponse:
+    headers = urllib3.HTTPHeaderDict()
+    for name, value in answer.headers.multi_items():
+        headers.add(name, value)
+    return urllib3.HTTPResponse(
+        body=_Body(answer),  # type: ignore[arg-type]  # file-like: read(), close()
+        headers=headers,
+        status=answer.status_code,
+        version=11,
+        version_string="HTTP/1.1",
+        reason=answer.reason_phrase,
+        preload_content=kw["preload_content"],
+        decode_content=kw["decode_content"],
+        pool=pool,
+        connection=kw["response_conn"],
+        retries=kw["retries"],
+        enforce_content_length=kw["enforce_content_length"],
+        request_method=method,
+        request_url=url,
+    )
+
+
+def _from_native(raw: urllib3.BaseHTTPResponse) -> httpx2.Response:
+    amount = None if raw.chunked else 1 << 16  # a chunked body: each chunk as it arrives
+    return httpx2.Response(
+        raw.status,
+        headers=list(raw.headers.items()),
+        stream=NativeStream(raw.stream(amount, decode_content=False), raw.close),
+    )
+
+
+def _make_request(
+    self: HTTPConnectionPool,
+    conn: Any,
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: Any = None,
+    retries: Any = None,
+    timeout: Any = urllib3.util.Timeout.DEFAULT_TIMEOUT,
+    chunked: bool = False,
+    response_conn: Any = None,
+    preload_content: bool = True,
+    decode_content: bool = True,
+    enforce_content_length: bool = True,
+) -> urllib3.BaseHTTPResponse:
+    full = _url(self, url)
+    # A connection class of vcrpy's records or replays by itself: not the network.
+    network = not type(conn).__module__.startswith("vcr.")
+    cassette = _patch.route(full, network=network)
+    kw = {
+        "retries": retries,
+        "response_conn": response_conn,
+        "preload_content": preload_content,
+        "decode_content": decode_content,
+        "enforce_content_length": enforce_content_length,
+    }
+    if cassette is None:
+        return _original(  # type: ignore[no-any-return]
+            self, conn, method, url, body, headers, timeout=timeout, chunked=chunked, **kw
+        )
+    content = _body(body)
+    request = httpx2.Request(method, full, headers=list((headers or {}).items()), content=content)
+
+    def send(_: httpx2.Request) -> httpx2.Response:
+        raw = _original(
+            self,
+            conn,
+            method,
+            url,
+            content if body is not None else None,
+            headers,
+            retries=retries,
+            timeout=timeout,
+            chunked=chunked,
+            response_conn=None,  # released by the rebuilt response, once read
+            preload_content=False,
+            decode_content=False,
+            enforce_content_length=enforce_content_length,
+        )
+        return _from_native(raw)
+
+    try:
+        answer = exchange(cassette, request, send)
+    except httpx2.HTTPError as exc:
+        raise _request_error(exc, self, conn, url) from exc
+    return _native(answer, self, method, url, **kw)
+
+
+def install() -> None:
+    """Patch ``HTTPConnectionPool._make_request`` (HTTPS pools inherit it)."""
+    global _original
+    _original = HTTPConnectionPool.__dict__["_make_request"]
+    HTTPConnectionPool._make_request = _make_request  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    """Restore what ``install`` patched."""
+    global _original
+    if _original is not None:
+        HTTPConnectionPool._make_request = _original  # type: ignore[method-assign]
+        _original = None
