@@ -1,8 +1,11 @@
 """The ``llmreplay`` command: read, review, check, convert and tidy cassettes.
 
 Exit codes: 0 fine, 1 a finding (``verify`` found a problem, ``diff`` found a difference),
-2 bad usage or an unreadable input. ``--json`` gives machine-readable output where a
-machine would read it. Long runs over many cassettes show progress on a terminal only.
+2 bad usage or an unreadable input (a missing path, a file that is not a cassette).
+Folders are searched by content: every file that is a cassette counts, whatever its name
+(``*.llmreplay`` files written through the vcrpy bridge too). ``--json`` gives
+machine-readable output where a machine would read it. Long runs over many cassettes show
+progress on a terminal only.
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import _inspect
-from ._errors import LLMReplayError
+from ._errors import CassetteError, LLMReplayError
 from ._format import FORMAT_VERSION, Interaction, encode
-from ._match import KeySpec
+from ._match import KeySpec, RequestView, closest
 from ._scrub import DEFAULT_FILTER_QUERY
 from ._version import __version__
 
 DEFAULT_PICKLE_URL = "https://api.openai.com/v1/chat/completions"  # _pickle_import's default
 
-PLAYED_FILE = ".llmreplay-played.json"  # written by the pytest plugin (pytest_plugin.py)
+# Written by the pytest plugin (pytest_plugin.PLAYED_DIR / PLAYED_FILE), beside the cassettes.
+PLAYED_FILE = ".llmreplay/played.json"
+_OLD_PLAYED_FILE = ".llmreplay-played.json"  # where versions before 0.2 wrote it
 
 
 class _Progress:
@@ -64,6 +69,14 @@ def _age(seconds: float) -> str:
 # -- commands ----------------------------------------------------------------------------
 
 
+def _existing(name: str) -> Path:
+    """``name`` as a path, or a ``CassetteError`` (exit 2) when nothing is there."""
+    path = Path(name)
+    if not path.exists():
+        raise CassetteError(path, "no such file or folder", hint="Check the path.")
+    return path
+
+
 def _each_cassette(root: Path) -> Iterator[tuple[Path, list[Interaction] | LLMReplayError]]:
     """Every cassette under ``root`` with its interactions, or the error that stopped it
     loading; with progress on a terminal."""
@@ -83,7 +96,7 @@ def _each_cassette(root: Path) -> Iterator[tuple[Path, list[Interaction] | LLMRe
 
 def cmd_ls(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
-    for path, items in _each_cassette(Path(args.dir)):
+    for path, items in _each_cassette(_existing(args.dir)):
         if isinstance(items, LLMReplayError):
             rows.append({"path": str(path), "error": str(items)})
             continue
@@ -113,7 +126,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    items = _inspect.load(Path(args.cassette))
+    items = _inspect.load(_existing(args.cassette))
     if args.key:
         items = [i for i in items if i.key.startswith(args.key)]
         if not items:
@@ -131,13 +144,48 @@ def _by_key(items: list[Interaction]) -> dict[str, list[Interaction]]:
     return grouped
 
 
+def _view(item: Interaction) -> RequestView:
+    request = item.request
+    return RequestView(request.method, request.url, request.headers, request.body)
+
+
+def _edits(
+    old: dict[str, list[Interaction]], new: dict[str, list[Interaction]]
+) -> dict[str, tuple[str, str]]:
+    """For each request only in ``new``, its counterpart only in ``old`` (same method and
+    path, the closest body) with the difference, as a miss shows it: the request was edited."""
+    gone = {key: items[0] for key, items in old.items() if key not in new}
+    found: dict[str, tuple[str, str]] = {}
+    for key in sorted(new.keys() - old.keys()):
+        item = new[key][0]
+        views = {
+            k: _view(o) for k, o in gone.items() if _inspect.endpoint(o) == _inspect.endpoint(item)
+        }
+        nearest = closest(_view(item), list(views.values()), _spec()) if views else None
+        if nearest is not None:
+            was = next(k for k, v in views.items() if v is nearest[0])
+            found[key] = (was, nearest[1])
+            del gone[was]
+    return found
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
-    old, new = _by_key(_inspect.load(Path(args.a))), _by_key(_inspect.load(Path(args.b)))
+    old = _by_key(_inspect.load(_existing(args.a)))
+    new = _by_key(_inspect.load(_existing(args.b)))
+    edits = _edits(old, new)
+    replaced = {was for was, _ in edits.values()}
     changes: list[dict[str, Any]] = []
     for key in sorted(old.keys() | new.keys()):
         before, after = old.get(key, []), new.get(key, [])
         sample = (after or before)[0]
-        if not before or not after:
+        extra: dict[str, Any] = {}
+        if key in replaced:
+            continue
+        if key in edits:
+            change = "edited"
+            before = old[edits[key][0]]
+            extra = {"was": edits[key][0], "diff": edits[key][1]}
+        elif not before or not after:
             change = "added" if after else "removed"
         elif [i.response.content for i in before] != [i.response.content for i in after] or [
             i.response.status for i in before
@@ -152,14 +200,22 @@ def cmd_diff(args: argparse.Namespace) -> int:
                 "endpoint": _inspect.endpoint(sample),
                 "model": _inspect.model(sample),
                 "count": [len(before), len(after)],
+                **extra,
             }
         )
-    mark = {"added": "+", "removed": "-", "changed": "~"}
+    mark = {"added": "+", "removed": "-", "changed": "~", "edited": "*"}
     text = "".join(
         f"{mark[c['change']]} {c['endpoint']}  key {c['key'][:16]}"
+        + (f" (was {c['was'][:16]})" if c["change"] == "edited" else "")
         + (f"  [{c['model']}]" if c["model"] else "")
         + (f"  ({c['count'][0]} -> {c['count'][1]} responses)" if c["change"] == "changed" else "")
         + "\n"
+        + (
+            "    request edited (- before, + after):\n"
+            + "".join(f"      {line}\n" for line in c["diff"].splitlines())
+            if c["change"] == "edited"
+            else ""
+        )
         for c in changes
     )
     _out(args, changes, text or "no differences\n")
@@ -169,12 +225,19 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     problems: list[dict[str, Any]] = []
     checked = 0
-    for path, items in _each_cassette(Path(args.dir)):
+    for path, items in _each_cassette(_existing(args.dir)):
         checked += 1
         if isinstance(items, LLMReplayError):
             problems.append({"path": str(path), "problem": str(items)})
             continue
         for number, item in enumerate(items):
+            try:  # what `show` would print: verify fails on anything it cannot show
+                json.dumps(_inspect.render(item), ensure_ascii=False)
+            except Exception as exc:  # any failure at all is the finding
+                problem = f"it cannot be shown ({type(exc).__name__}: {str(exc)[:200]})"
+                problems.append({"path": str(path), "interaction": number, "problem": problem})
+            for problem in _inspect.unchecked(item):
+                problems.append({"path": str(path), "interaction": number, "problem": problem})
             for where, what, excerpt in _inspect.secrets_in(item):
                 problems.append(
                     {
@@ -209,6 +272,16 @@ def _vcr_sources(inputs: Iterable[str]) -> list[Path]:
 def cmd_import_vcr(args: argparse.Namespace) -> int:
     from ._storage import FileStorage
     from ._vcr import load_vcr
+
+    try:
+        import vcr  # noqa: F401 - only to say which extra is missing, before any work
+        import yaml  # noqa: F401
+    except ImportError:
+        sys.stderr.write(
+            "llmreplay: import-vcr reads vcrpy cassettes with vcrpy and PyYAML, which are "
+            "not installed: pip install 'pytest-llmreplay[vcr]'\n"
+        )
+        return 2
 
     sources = _vcr_sources(args.inputs)
     out = Path(args.output)
@@ -254,14 +327,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     data = {
         "format": "llmreplay-cassette",
         "version": FORMAT_VERSION,
-        "interactions": [_inspect.render(i) for i in _inspect.load(Path(args.cassette))],
+        "interactions": [_inspect.render(i) for i in _inspect.load(_existing(args.cassette))],
     }
     if args.format == "yaml":
         try:
             import yaml
         except ImportError:  # pragma: no cover - depends on the environment
             sys.stderr.write(
-                "llmreplay: --format yaml needs PyYAML: pip install 'llmreplay[vcr]'\n"
+                "llmreplay: --format yaml needs PyYAML: pip install 'pytest-llmreplay[vcr]'\n"
             )
             return 2
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
@@ -274,15 +347,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ._serve_run import run_cli  # uvicorn is imported only when a server starts
+
+    return run_cli(args)
+
+
 def cmd_textconv(args: argparse.Namespace) -> int:
-    sys.stdout.write(_inspect.textconv(_inspect.load(Path(args.cassette))))
+    sys.stdout.write(_inspect.textconv(_inspect.load(_existing(args.cassette))))
     return 0
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from ._cassette import Cassette
 
-    record = Path(args.dir) / PLAYED_FILE
+    record = _existing(args.dir) / PLAYED_FILE
+    if not record.is_file() and (Path(args.dir) / _OLD_PLAYED_FILE).is_file():
+        record = Path(args.dir) / _OLD_PLAYED_FILE
     if not record.is_file():
         sys.stderr.write(
             f"llmreplay: {record} not found: run the test suite in replay or auto mode first; "
@@ -362,6 +443,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="say what would go, change nothing")
     p = command("textconv", cmd_textconv, "stable text of a cassette, for git diff")
     p.add_argument("cassette")
+    p = command(
+        "serve",
+        cmd_serve,
+        "an HTTP endpoint over cassettes for subprocesses, containers, any language",
+    )
+    from ._serve_run import add_arguments
+
+    add_arguments(p)
     return parser
 
 
@@ -373,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LLMReplayError as exc:
         sys.stderr.write(f"llmreplay: {exc}\n")
         return 2
-    except FileNotFoundError as exc:
-        sys.stderr.write(f"llmreplay: {exc.filename}: no such file\n")
+    except OSError as exc:  # e.g. an output file that cannot be written
+        sys.stderr.write(f"llmreplay: {exc.filename or ''}: {exc.strerror or exc}\n")
         return 2
     return code

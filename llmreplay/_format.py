@@ -18,17 +18,27 @@ Bodies are the raw transport bytes (still gzip-compressed when ``content-encodin
 so), never base64. Headers are name/value pairs so repeated headers survive. ``match``
 lets a reader with different ``match_on``/``ignore`` settings know the stored keys do not
 apply to it and recompute them.
+
+Reading is bounded, whatever the bytes: declared lengths cannot run past the file, the
+number of maps and lists is capped by the file size (``_Budget``), every URL must parse,
+and the body helpers here (``expand``, ``parse_json``) cap decompression at
+``MAX_DECOMPRESSED`` and JSON nesting at ``MAX_JSON_DEPTH``.
 """
 
 from __future__ import annotations
 
 import gc
-import gzip
+import itertools
+import json
+import operator
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx2
 import msgpack
 
 from ._errors import CassetteError
@@ -122,18 +132,90 @@ def encode(interactions: list[Interaction], match: dict[str, list[str]]) -> byte
     return msgpack.packb(document, use_bin_type=True)
 
 
-def decompressed(body: bytes, encoding: str, *, sniff: bool = False) -> bytes:
-    """``body`` without its ``content-encoding`` (gzip or deflate); as it is when that
-    fails. ``sniff`` also unpacks gzip bytes that lost their header (stripped recordings)."""
+# A body never expands past this when decoded (gzip/deflate bombs): keys then use the raw
+# bytes, and people see a summary instead of the content.
+MAX_DECOMPRESSED = 64 * 2**20
+# JSON nested deeper than this is not parsed (it would exhaust the stack): keys use the raw
+# bytes, and people see the text. Real request bodies stay far below it.
+MAX_JSON_DEPTH = 100
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
+    out: list[bytes] = []
+    total, data = 0, body
+    while True:
+        stream = zlib.decompressobj(wbits)
+        piece = stream.decompress(data, limit - total + 1)
+        total += len(piece)
+        if total > limit:
+            raise _TooLarge
+        out.append(piece)
+        if not stream.eof:
+            raise EOFError("truncated compressed data")
+        data = stream.unused_data
+        # gzip allows several members one after another; zlib (deflate) one stream.
+        if wbits != 31 or data[:2] != b"\x1f\x8b":
+            return b"".join(out)
+
+
+def expand(
+    body: bytes, encoding: str, *, sniff: bool = False, limit: int = MAX_DECOMPRESSED
+) -> tuple[bytes, bool]:
+    """``(body without its content-encoding, False)``; ``(body, True)`` when decoding would
+    pass ``limit`` bytes. Undecodable bodies come back as they are. ``sniff`` also unpacks
+    gzip bytes that lost their header (stripped recordings)."""
     encoding = encoding.lower()
     try:
         if encoding == "gzip" or (sniff and body[:2] == b"\x1f\x8b"):
-            return gzip.decompress(body)
+            return _inflate(body, 31, limit), False
         if encoding == "deflate":
-            return zlib.decompress(body)
-    except (OSError, zlib.error, EOFError):
+            return _inflate(body, 15, limit), False
+    except _TooLarge:
+        return body, True
+    except (zlib.error, EOFError):
         pass
-    return body
+    return body, False
+
+
+def decompressed(body: bytes, encoding: str, *, sniff: bool = False) -> bytes:
+    """``body`` without its ``content-encoding`` (gzip or deflate); as it is when that
+    fails or would expand past ``MAX_DECOMPRESSED``."""
+    return expand(body, encoding, sniff=sniff)[0]
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+# Opening brackets become 2, closing ones 0: running sum minus position is the depth.
+_DEPTH_STEPS = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply the JSON in ``data`` nests (brackets inside strings do not count)."""
+    opening = data.count(b"[") + data.count(b"{")
+    if opening <= MAX_JSON_DEPTH:  # cannot nest deeper than it has brackets
+        return opening
+    shape = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    steps = shape.translate(_DEPTH_STEPS)
+    return max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)), default=0)
+
+
+NOT_JSON: Any = object()
+
+
+def parse_json(data: bytes | str) -> Any:
+    """The JSON value in ``data``, or ``NOT_JSON`` when it is not JSON or nests deeper than
+    ``MAX_JSON_DEPTH`` (parsed without any risk of ``RecursionError``)."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if raw.lstrip()[:1] not in (b"{", b"[") or json_depth(raw) > MAX_JSON_DEPTH:
+        return NOT_JSON
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return NOT_JSON
 
 
 class _Invalid(Exception):
@@ -150,22 +232,19 @@ def _need(mapping: Any, name: str, kind: type | tuple[type, ...], where: str) ->
 
 
 def _headers_in(value: Any, where: str) -> Headers:
-    if not isinstance(value, list):
+    if type(value) is not list:
         raise _Invalid(f"{where} is not a list of [name, value] pairs")
-    out: Headers = []
-    for pair in value:
-        if not (
-            isinstance(pair, list)
-            and len(pair) == 2
-            and isinstance(pair[0], str)
-            and isinstance(pair[1], str)
-        ):
-            raise _Invalid(f"{where} has an entry that is not a [name, value] pair of strings")
-        out.append((pair[0], pair[1]))
+    out: Headers = [
+        (pair[0], pair[1])
+        for pair in value
+        if type(pair) is list and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str
+    ]
+    if len(out) != len(value):
+        raise _Invalid(f"{where} has an entry that is not a [name, value] pair of strings")
     return out
 
 
-def _from_map(raw: Any, index: int) -> Interaction:
+def _from_map(raw: Any, index: int, urls: set[str]) -> Interaction:
     where = f"interaction {index}"
     req = _need(raw, "request", dict, where)
     resp = _need(raw, "response", dict, where)
@@ -188,7 +267,7 @@ def _from_map(raw: Any, index: int) -> Interaction:
         key=_need(raw, "key", str, where),
         request=RecordedRequest(
             method=_need(req, "method", str, where + ".request"),
-            url=_need(req, "url", str, where + ".request"),
+            url=_check_url(_need(req, "url", str, where + ".request"), where + ".request", urls),
             headers=_headers_in(req.get("headers", []), where + ".request.headers"),
             body=_need(req, "body", bytes, where + ".request"),
         ),
@@ -203,6 +282,40 @@ def _from_map(raw: Any, index: int) -> Interaction:
         elapsed_ms=float(elapsed),
         chunk_ms=[float(t) for t in chunk_ms],
     )
+
+
+class _Budget:
+    """Counts the maps and lists msgpack builds and stops past what a cassette of this size
+    holds (about one map per 300 bytes and one list per 60): ten megabytes of one-byte
+    empty maps would otherwise become hundreds of megabytes of dicts before any check."""
+
+    def __init__(self, size: int) -> None:
+        self.maps = size // 32 + 256
+        self.lists = size // 6 + 256
+
+    def map(self, value: dict[str, Any]) -> dict[str, Any]:
+        self.maps -= 1
+        if self.maps < 0:
+            raise _Invalid("it holds far more maps than a cassette of its size can")
+        return value
+
+    def list(self, value: list[Any]) -> list[Any]:
+        self.lists -= 1
+        if self.lists < 0:
+            raise _Invalid("it holds far more lists than a cassette of its size can")
+        return value
+
+
+def _check_url(url: str, where: str, seen: set[str]) -> str:
+    """``url``, once both parsers that will read it (urllib, httpx2) accept it."""
+    if url not in seen:
+        try:
+            urlsplit(url).port  # noqa: B018 - the port is checked lazily
+            httpx2.URL(url)
+        except (ValueError, UnicodeError, httpx2.InvalidURL) as exc:
+            raise _Invalid(f"{where}.url {url[:80]!r} is not a valid URL ({exc})") from None
+        seen.add(url)
+    return url
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:
@@ -235,9 +348,18 @@ def _decode(data: bytes, path: str | Path) -> tuple[list[Interaction], dict[str,
             "it looks like a pickle file; llmreplay never loads pickle, it could run code",
             hint="Delete it and record a msgpack cassette instead.",
         )
+    budget = _Budget(len(data))
     try:
         document = msgpack.unpackb(
-            data, raw=False, use_list=True, strict_map_key=True, ext_hook=_refuse_ext
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            ext_hook=_refuse_ext,
+            object_hook=budget.map,
+            list_hook=budget.list,
+            # No list is longer than half the file: every element takes two bytes or more.
+            max_array_len=len(data) // 2,
         )
     except _Invalid as exc:
         raise CassetteError(path, str(exc)) from None
@@ -274,14 +396,15 @@ def _decode(data: bytes, path: str | Path) -> tuple[list[Interaction], dict[str,
         raise CassetteError(
             path,
             f"format version {version} is newer than supported version {FORMAT_VERSION}",
-            hint="Upgrade llmreplay (pip install -U llmreplay) to read it.",
+            hint="Upgrade llmreplay (pip install -U pytest-llmreplay) to read it.",
         )
     raw_items = document.get("interactions")
     if not isinstance(raw_items, list):
         raise CassetteError(path, "its 'interactions' is missing or not a list")
     match = document.get("match")
+    urls: set[str] = set()
     try:
-        items = [_from_map(raw, i) for i, raw in enumerate(raw_items)]
+        items = [_from_map(raw, i, urls) for i, raw in enumerate(raw_items)]
     except _Invalid as exc:
         raise CassetteError(path, str(exc)) from None
     return items, match if isinstance(match, dict) else {}

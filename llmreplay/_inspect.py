@@ -1,25 +1,51 @@
 """Reading cassettes as people do: decoded bodies, reassembled streams, credential scans.
 
 Used by the CLI (``show``, ``export``, ``textconv``, ``ls``, ``verify``); nothing here is on
-the replay path.
+the replay path. Whatever a file holds, the work is bounded: bodies decode up to
+``MAX_DECOMPRESSED`` bytes and are shown up to ``SHOW_LIMIT`` (a summary otherwise), JSON
+deeper than ``MAX_JSON_DEPTH`` is shown as text, and strings longer than ``LONG_STRING``
+are shortened with their length and hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from ._format import Headers, Interaction, decode, decompressed
+from ._errors import CassetteError
+from ._format import (
+    FORMAT_NAME,
+    MAX_DECOMPRESSED,
+    NOT_JSON,
+    Headers,
+    Interaction,
+    decode,
+    expand,
+    parse_json,
+)
+from ._match import url_path
+from ._storage import TMP_DIR, FileStorage
 
+# Bodies larger than this (decoded) are summarised, not shown: a readable copy stays
+# readable, and ``export --format yaml`` stays seconds, not minutes.
+SHOW_LIMIT = 8 * 2**20
+LONG_STRING = 256 * 2**10
+
+# A key starts where a token starts: not in the middle of a base64/base64url blob (an
+# ``encrypted_content`` field can hold "sk-" followed by twenty letters by chance).
+_START = r"(?<![A-Za-z0-9+/_-])"
 # What credentials look like; matched on every header, URL and decoded body.
 SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("an Anthropic API key", re.compile(r"sk-ant-[A-Za-z0-9_-]{20,}")),
-    ("an OpenAI API key", re.compile(r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}")),
+    ("an Anthropic API key", re.compile(_START + r"sk-ant-[A-Za-z0-9_-]{20,}")),
+    (
+        "an OpenAI API key",
+        re.compile(_START + r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+    ),
     ("a bearer token", re.compile(r"(?i)bearer\s+(?!<redacted>)[A-Za-z0-9._~+/=-]{16,}")),
     (
         "an Azure/API key parameter",
@@ -33,16 +59,45 @@ _CREDENTIAL_HEADERS = {"authorization", "api-key", "x-api-key", "ocp-apim-subscr
 
 def load(path: Path) -> list[Interaction]:
     """The interactions of the cassette at ``path`` (``CassetteError`` if unreadable)."""
-    items, _ = decode(path.read_bytes(), path)
+    data = FileStorage().load(path)
+    if data is None:
+        raise CassetteError(path, "no such file", hint="Check the path.")
+    items, _ = decode(data, path)
     return items
 
 
+# How every cassette file begins: a map whose first entry is "format": "llmreplay-cassette".
+_MAGIC = b"\xa6format" + bytes([0xA0 + len(FORMAT_NAME)]) + FORMAT_NAME.encode()
+_SUFFIXES = (".msgpack", ".llmreplay")
+
+
+def is_cassette(path: Path) -> bool:
+    """Whether ``path`` is (or, by its name, claims to be) an llmreplay cassette: named
+    ``*.msgpack`` / ``*.llmreplay``, or starting as every cassette file starts."""
+    if path.name.endswith(_SUFFIXES):
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(_MAGIC) + 5)
+    except OSError:
+        return False
+    return _MAGIC in head
+
+
 def cassettes(root: Path) -> Iterator[Path]:
-    """Cassette files under ``root`` (or ``root`` itself), in a stable order."""
+    """Cassette files under ``root`` (or ``root`` itself), found by content, in a stable
+    order; temporary files of saves in progress and hidden folders are skipped."""
     if root.is_file():
         yield root
         return
-    yield from sorted(p for p in root.rglob("*.msgpack") if p.is_file())
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != TMP_DIR]
+        for name in files:
+            path = Path(folder) / name
+            if not name.endswith(".tmp") and is_cassette(path):
+                found.append(path)
+    yield from sorted(found)
 
 
 def _header(headers: Headers, name: str) -> str:
@@ -50,27 +105,48 @@ def _header(headers: Headers, name: str) -> str:
 
 
 def decoded(body: bytes, headers: Headers) -> bytes:
-    """``body`` without its ``content-encoding`` (gzip, deflate); as is if that fails."""
-    return decompressed(body, _header(headers, "content-encoding"), sniff=True)
+    """``body`` without its ``content-encoding`` (gzip, deflate); as is if that fails or
+    would expand past ``MAX_DECOMPRESSED``."""
+    return expand(body, _header(headers, "content-encoding"), sniff=True)[0]
+
+
+def _summary(data: bytes, kind: str, why: str = "") -> str:
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    return f"<{kind}: {len(data):,} bytes, sha256 {digest}…{why}>"
+
+
+def _shortened(value: Any) -> Any:
+    """``value`` with strings longer than ``LONG_STRING`` cut (depth is bounded already)."""
+    if isinstance(value, str):
+        if len(value) <= LONG_STRING:
+            return value
+        digest = hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:16]
+        return f"{value[:200]}… <{len(value):,} characters, sha256 {digest}…>"
+    if isinstance(value, dict):
+        return {k: _shortened(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shortened(v) for v in value]
+    return value
 
 
 def readable(body: bytes, headers: Headers) -> Any:
-    """A body for people: parsed JSON, text, or a summary of binary content."""
-    data = decoded(body, headers)
+    """A body for people: parsed JSON, text, or a summary of binary or oversized content."""
+    encoding = _header(headers, "content-encoding")
+    data, too_large = expand(body, encoding, sniff=True)
+    kind = _header(headers, "content-type") or "binary"
+    if too_large:
+        cap = f"{MAX_DECOMPRESSED // 2**20} MiB"
+        return _summary(data, f"{encoding or 'gzip'} body", f"; expands past the {cap} limit")
     if not data:
         return ""
+    if len(data) > SHOW_LIMIT:
+        return _summary(data, kind, f"; larger than {SHOW_LIMIT // 2**20} MiB, not shown")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        kind = _header(headers, "content-type") or "binary"
-        return f"<{kind}: {len(data)} bytes, sha256 {digest}…>"
-    if text.lstrip()[:1] in ("{", "["):
-        try:
-            return json.loads(text)
-        except ValueError:
-            pass
-    return text
+        return _summary(data, kind)
+    parsed = parse_json(data)
+    return _shortened(text if parsed is NOT_JSON else parsed)
 
 
 def render(item: Interaction, *, timing: bool = True) -> dict[str, Any]:
@@ -110,12 +186,12 @@ def model(item: Interaction) -> str | None:
     body = readable(item.request.body, item.request.headers)
     value = body.get("model") if isinstance(body, dict) else None
     if value is None and "/deployments/" in item.request.url:
-        value = urlsplit(item.request.url).path.split("/deployments/", 1)[1].split("/", 1)[0]
+        value = url_path(item.request.url).split("/deployments/", 1)[1].split("/", 1)[0]
     return value if isinstance(value, str) else None
 
 
 def endpoint(item: Interaction) -> str:
-    return f"{item.request.method} {urlsplit(item.request.url).path}"
+    return f"{item.request.method} {url_path(item.request.url)}"
 
 
 def textconv(items: list[Interaction]) -> str:
@@ -143,15 +219,32 @@ def secrets_in(item: Interaction) -> Iterator[tuple[str, str, str]]:
             if name.lower() in _CREDENTIAL_HEADERS and value and value != "<redacted>":
                 yield f"{side} header {name}", "a credential header", _excerpt(value)
             places.append((f"{side} header {name}", f"{name}: {value}"))
-    places.append(("request body", decoded(request.body, request.headers).decode("latin-1")))
-    raw = response.content
-    places.append(("response body", decoded(raw, response.headers).decode("latin-1")))
+    for side, body, headers in (
+        ("request body", request.body, request.headers),
+        ("response body", response.content, response.headers),
+    ):
+        places.append((side, decoded(body, headers).decode("latin-1")))
     for where, text in places:
         for what, pattern in SECRET_PATTERNS:
             match = pattern.search(text)
             if match:
                 yield where, what, _excerpt(match.group(0))
                 break
+
+
+def unchecked(item: Interaction) -> Iterator[str]:
+    """What in ``item`` cannot be checked for credentials: bodies whose compression would
+    expand past ``MAX_DECOMPRESSED`` (a credential could hide inside)."""
+    request, response = item.request, item.response
+    for side, body, headers in (
+        ("request body", request.body, request.headers),
+        ("response body", response.content, response.headers),
+    ):
+        if expand(body, _header(headers, "content-encoding"), sniff=True)[1]:
+            yield (
+                f"{side} is compressed data that expands past the "
+                f"{MAX_DECOMPRESSED // 2**20} MiB limit, so it cannot be checked"
+            )
 
 
 def _excerpt(secret: str) -> str:

@@ -8,26 +8,34 @@ Canonical forms:
 - method upper-cased; path as sent; query as sorted ``key=value`` pairs, credentials removed;
 - a JSON body parsed and dumped with sorted keys and no whitespace, so re-indented or
   re-ordered JSON gets the same key; fields named in ``ignore`` are left out
-  (``"user"``, or a dotted path such as ``"metadata.trace_id"``);
+  (``"user"``, or a dotted path such as ``"metadata.trace_id"``); JSON nested deeper than
+  ``MAX_JSON_DEPTH``, and compressed bodies that would expand past ``MAX_DECOMPRESSED``,
+  take part as raw bytes (bounded work, same key every time);
 - a multipart body with its random boundary replaced by a fixed one; any other body raw;
 - headers, when matched on, without per-call and secret headers (``x-stainless-*``,
   ``idempotency-key``, ``authorization``, ``user-agent``, ...).
+
+On a miss, ``closest`` finds the recorded request most like the one that missed, with
+bounded work whatever the cassette holds: at most ``_CANDIDATES`` candidates, similarity on
+a bounded sample of each raw body, ``_FINALISTS`` made canonical, and a diff of at most
+``_DIFF_LINES`` lines, long lines cut.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from ._errors import ConfigError
-from ._format import decompressed
+from ._format import NOT_JSON, decompressed, parse_json
+from ._scrub import is_credential_header
 
 DEFAULT_MATCH_ON = ("method", "path", "query", "body")
 
@@ -90,32 +98,50 @@ class _Method(MatchPart):
         return request.method.upper().encode()
 
 
+def _split(url: str) -> tuple[str, str, str, str]:
+    """``(scheme, host, path, query)``; a URL urllib cannot parse (the loader refuses those
+    in files, so only a hand-made view has one) splits by hand instead of raising."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme, parts.hostname or "", parts.path, parts.query
+    except ValueError:
+        scheme, _, rest = url.partition("://")
+        rest, _, query = rest.partition("?")
+        host, slash, path = rest.partition("/")
+        return scheme, host, slash + path, query
+
+
+def url_path(url: str) -> str:
+    """The path of ``url`` (``/`` when it has none), without raising on odd URLs."""
+    return _split(url)[2] or "/"
+
+
 class _Scheme(MatchPart):
     name = "scheme"
 
     def extract(self, request: RequestView, spec: KeySpec) -> bytes:
-        return urlsplit(request.url).scheme.lower().encode()
+        return _split(request.url)[0].lower().encode()
 
 
 class _Host(MatchPart):
     name = "host"
 
     def extract(self, request: RequestView, spec: KeySpec) -> bytes:
-        return (urlsplit(request.url).hostname or "").lower().encode()
+        return _split(request.url)[1].lower().encode()
 
 
 class _Path(MatchPart):
     name = "path"
 
     def extract(self, request: RequestView, spec: KeySpec) -> bytes:
-        return (urlsplit(request.url).path or "/").encode()
+        return url_path(request.url).encode()
 
 
 class _Query(MatchPart):
     name = "query"
 
     def extract(self, request: RequestView, spec: KeySpec) -> bytes:
-        pairs = parse_qsl(urlsplit(request.url).query, keep_blank_values=True)
+        pairs = parse_qsl(_split(request.url)[3], keep_blank_values=True)
         kept = sorted((k, v) for k, v in pairs if k.lower() not in spec.drop_query)
         return "&".join(f"{k}={v}" for k, v in kept).encode()
 
@@ -134,7 +160,9 @@ class _Headers(MatchPart):
         kept = sorted(
             (k.lower(), v)
             for k, v in request.headers
-            if k.lower() not in _VOLATILE_HEADERS and not k.lower().startswith("x-stainless-")
+            if k.lower() not in _VOLATILE_HEADERS
+            and not k.lower().startswith("x-stainless-")
+            and not is_credential_header(k)  # never in a key, so never in a miss message
         )
         return "\n".join(f"{k}: {v}" for k, v in kept).encode()
 
@@ -161,12 +189,8 @@ def canonical_body(request: RequestView, ignore: Iterable[str] = ()) -> bytes:
     if content_type.startswith("multipart/") and "boundary=" in content_type:
         boundary = content_type.split("boundary=", 1)[1].split(";", 1)[0].strip().strip('"')
         return body.replace(boundary.encode(), b"llmreplay-boundary")
-    head = body.lstrip()[:1]
-    if head not in (b"{", b"["):
-        return body
-    try:
-        data = json.loads(body)
-    except ValueError:  # not JSON after all: raw bytes it is
+    data = parse_json(body)
+    if data is NOT_JSON:  # not JSON, or too deep to handle safely: raw bytes it is
         return body
     for dotted in ignore:
         _drop_path(data, dotted.split("."))
@@ -213,15 +237,66 @@ class KeySpec:
         return digest.hexdigest()
 
 
+# Bounds on the work a miss may cost, whatever the cassette holds.
+_CANDIDATES = 256  # recorded requests ranked (same method and path first)
+_FINALISTS = 8  # of which this many are made canonical and compared
+_SAMPLE = 1024  # bytes of each body's start and end that similarity is computed on
+_DIFF_LINES = 80  # lines of diff shown
+_LINE = 200  # characters of one line shown
+_HUNK = re.compile(r"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@")
+
+
+def _clip(line: str) -> str:
+    if len(line) <= _LINE:
+        return line
+    digest = hashlib.sha256(line.encode("utf-8", "replace")).hexdigest()[:12]
+    return f"{line[: _LINE - 40]}… [{len(line):,} chars, sha256 {digest}]"
+
+
 def _as_text(parts: Mapping[str, bytes]) -> list[str]:
     lines: list[str] = []
     for name, value in parts.items():
         text = value.decode("utf-8", "replace")
-        if name == "body" and text[:1] in "{[":
-            with contextlib.suppress(ValueError):
-                text = json.dumps(json.loads(text), indent=1, sort_keys=True, ensure_ascii=False)
-        lines.extend(f"{name}: {line}" for line in text.splitlines() or [""])
+        if name == "body":
+            data = parse_json(value)
+            if data is not NOT_JSON:
+                text = json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False)
+        lines.extend(f"{name}: {_clip(line)}" for line in text.splitlines() or [""])
     return lines
+
+
+def _sample(body: bytes) -> bytes:
+    return body if len(body) <= 2 * _SAMPLE else body[:_SAMPLE] + body[-_SAMPLE:]
+
+
+def diff_lines(before: list[str], after: list[str]) -> str:
+    """A unified diff (one line of context) of two line lists, at most ``_DIFF_LINES``
+    lines long; the common start and end are skipped first, so long equal bodies cost a
+    comparison, not a diff."""
+    start = 0
+    while start < min(len(before), len(after)) and before[start] == after[start]:
+        start += 1
+    end = 0
+    while (
+        end < min(len(before), len(after)) - start
+        and before[len(before) - 1 - end] == after[len(after) - 1 - end]
+    ):
+        end += 1
+    keep = max(start - 1, 0)
+    old = before[keep : len(before) - max(end - 1, 0)][: 4 * _DIFF_LINES]
+    new = after[keep : len(after) - max(end - 1, 0)][: 4 * _DIFF_LINES]
+
+    def renumber(line: str) -> str:
+        hunk = _HUNK.match(line)
+        if hunk is None:
+            return line
+        a, b, c, d = hunk.groups()
+        return f"@@ -{int(a) + keep}{b or ''} +{int(c) + keep}{d or ''} @@" + line[hunk.end() :]
+
+    out = [renumber(line) for line in difflib.unified_diff(old, new, lineterm="", n=1)][2:]
+    if len(out) > _DIFF_LINES:
+        out = [*out[:_DIFF_LINES], f"… {len(out) - _DIFF_LINES} more line(s) of difference"]
+    return "\n".join(out)
 
 
 def closest(
@@ -229,21 +304,44 @@ def closest(
 ) -> tuple[RequestView, str] | None:
     """The recorded request most like ``request``, with a unified diff of the canonical forms.
 
-    Used only on a miss, so a scan is fine here; the hot path is the key lookup.
+    Used only on a miss, and bounded: at most ``_CANDIDATES`` recorded requests (those with
+    the same method and path first) are ranked on a sample of their raw bodies; only the
+    best ``_FINALISTS`` are made canonical and compared, and one diff is made.
     """
+    method, path = request.method.upper(), url_path(request.url)
+
+    def endpoint_score(candidate: RequestView) -> int:
+        return (candidate.method.upper() == method) + (url_path(candidate.url) == path)
+
+    pool = list(candidates)
+    alike = [c for c in pool if endpoint_score(c) == 2]
+    ids = {id(c) for c in alike}
+    pool = (alike + [c for c in pool if id(c) not in ids])[:_CANDIDATES]
+    similarity = _similarity_to(_sample(request.body))
+    ranked = sorted(pool, key=lambda c: -endpoint_score(c) - similarity(_sample(c.body)))
+    ranked = ranked[:_FINALISTS]
     wanted = spec.parts(request)
-    wanted_lines = _as_text(wanted)
+    wanted_body = wanted.get("body", b"")
+    similarity = _similarity_to(_sample(wanted_body))
     best: tuple[float, RequestView, dict[str, bytes]] | None = None
-    for candidate in candidates:
+    for candidate in ranked:
         parts = spec.parts(candidate)
-        same = sum(parts.get(n) == wanted.get(n) for n in ("method", "path"))
-        ratio = difflib.SequenceMatcher(
-            None, parts.get("body", b""), wanted.get("body", b""), autojunk=False
-        ).quick_ratio()
-        score = same + ratio
+        body = parts.get("body", b"")
+        score = endpoint_score(candidate) + similarity(_sample(body))
+        score += body == wanted_body
         if best is None or score > best[0]:
             best = (score, candidate, parts)
     if best is None:
         return None
-    diff = difflib.unified_diff(_as_text(best[2]), wanted_lines, lineterm="", n=1)
-    return best[1], "\n".join(list(diff)[2:])
+    return best[1], diff_lines(_as_text(best[2]), _as_text(wanted))
+
+
+def _similarity_to(wanted: bytes) -> Callable[[bytes], float]:
+    """How alike a sample is to ``wanted`` (difflib's quick ratio; ``wanted`` counted once)."""
+    matcher = difflib.SequenceMatcher(None, b"", wanted, autojunk=False)
+
+    def similarity(sample: bytes) -> float:
+        matcher.set_seq1(sample)
+        return matcher.quick_ratio()
+
+    return similarity

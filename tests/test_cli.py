@@ -164,6 +164,7 @@ def test_prune_removes_what_the_last_run_did_not_play(
     pytester: pytest.Pytester, server: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", server.url)  # type: ignore[attr-defined]
+    monkeypatch.setenv("OPENAI_API_KEY", fake_key("sk-"))  # recording needs a key
     pytester.makepyfile(
         """
         import os
@@ -232,3 +233,160 @@ def test_progress_shows_on_a_terminal_and_stays_quiet_when_piped() -> None:
         progress.done()
     assert "[3/3] cassette-3" in shown.getvalue()
     assert piped.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ls", "{missing}"],
+        ["verify", "{missing}"],
+        ["show", "{missing}"],
+        ["textconv", "{missing}"],
+        ["export", "{missing}"],
+        ["diff", "{missing}", "{existing}"],
+        ["diff", "{existing}", "{missing}"],
+        ["prune", "{missing}"],
+    ],
+    ids=lambda argv: "-".join(a.strip("{}") for a in argv),
+)
+def test_a_missing_path_is_exit_2_with_a_message(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]
+) -> None:
+    missing = tmp_path / "nosuchdir"
+    existing = EXAMPLES / "test_app" / "test_summarize.msgpack"
+    args = [a.format(missing=missing, existing=existing) for a in argv]
+    code, out, err = _run(capsys, *args)
+    assert code == 2 and out == ""
+    assert str(missing) in err and "no such file" in err and "Traceback" not in err
+
+
+def test_folders_are_searched_by_content_whatever_the_names(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "cassettes"
+    shutil.copytree(EXAMPLES / "test_app", folder)
+    one = folder / "test_summarize.msgpack"
+    # Written through the vcrpy bridge, no suffix at all, deep in a folder.
+    (folder / "bridge.llmreplay").write_bytes(one.read_bytes())
+    (folder / "deep" / "er").mkdir(parents=True)
+    (folder / "deep" / "er" / "no_suffix").write_bytes(one.read_bytes())
+    # Not cassettes: notes, a played list, a save in progress, a hidden folder.
+    (folder / "README.md").write_text("# cassettes\n")
+    (folder / ".llmreplay").mkdir()
+    (folder / ".llmreplay" / "test_summarize.msgpack.x1y2.tmp").write_bytes(one.read_bytes())
+    (folder / ".llmreplay" / "played.json").write_text("{}")
+    (folder / ".old.msgpack.abc.tmp").write_bytes(one.read_bytes())
+    code, out, _ = _run(capsys, "ls", str(folder), "--json")
+    names = sorted(Path(r["path"]).relative_to(folder).as_posix() for r in json.loads(out))
+    assert code == 0
+    assert names == sorted(
+        ["bridge.llmreplay", "deep/er/no_suffix"]
+        + [p.name for p in (EXAMPLES / "test_app").glob("*.msgpack")]
+    )
+    code, out, _ = _run(capsys, "verify", str(folder))
+    assert code == 0 and f"verified {len(names)} cassette(s)" in out
+
+
+def test_import_vcr_without_its_extra_names_the_extra(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "vcr", None)  # as if vcrpy were not installed
+    code, out, err = _run(capsys, "import-vcr", str(REALWORLD), "-o", str(tmp_path))
+    assert (code, out) == (2, "")
+    assert "pip install 'pytest-llmreplay[vcr]'" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _chat(prompt: str, key: str = "") -> Interaction:
+    body = json.dumps(
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]}
+    ).encode()
+    view = llmreplay._match.RequestView("POST", "https://x/v1/chat/completions", [], body)
+    return Interaction(
+        key or llmreplay._match.KeySpec().key(view),
+        RecordedRequest("POST", "https://x/v1/chat/completions", [], body),
+        RecordedResponse(200, [], body=b'{"answer": "%s"}' % prompt.encode()),
+    )
+
+
+def test_diff_shows_an_edited_request_with_its_body_difference(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    before, after = tmp_path / "before.msgpack", tmp_path / "after.msgpack"
+    kept = _chat("unchanged")
+    before.write_bytes(encode([kept, _chat("Summarise the report")], {}))
+    after.write_bytes(encode([kept, _chat("Summarise the report in French")], {}))
+    code, out, _ = _run(capsys, "diff", str(before), str(after))
+    assert code == 1
+    head, *body = out.splitlines()
+    assert head.startswith("* POST /v1/chat/completions  key ") and "(was " in head
+    assert "[gpt-4o-mini]" in head
+    lines = [" ".join(line.split()) for line in body]
+    assert lines[0] == "request edited (- before, + after):"
+    assert '-body: "content": "Summarise the report",' in lines
+    assert '+body: "content": "Summarise the report in French",' in lines
+    (change,) = json.loads(_run(capsys, "diff", str(before), str(after), "--json")[1])
+    assert change["change"] == "edited" and change["was"] == _chat("Summarise the report").key
+    assert "in French" in change["diff"]
+    # A request on another endpoint is not an edit: added and removed, as before.
+    other = tmp_path / "other.msgpack"
+    embed = _chat("x")
+    embed.request.url = "https://x/v1/embeddings"
+    other.write_bytes(encode([kept, embed], {}))
+    changes = json.loads(_run(capsys, "diff", str(before), str(other), "--json")[1])
+    assert sorted(c["change"] for c in changes) == ["added", "removed"]
+
+
+def test_verify_ignores_sk_inside_base64_blobs_and_still_flags_real_keys(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Base64url (Fernet-style) encrypted_content that happens to hold "sk-" + 20 letters.
+    blob = "gAAAAABo" + "Q2hhdEdQVF9yZWFzb25pbmc" + "sk-" + "AbCdEfGhIjKlMnOpQrStUvWx" + "_-Zz09=="
+    blob_std = "b3Blbmlh+/sk-proj-" + "A1b2C3d4E5f6G7h8I9j0K1l2" + "/+=="
+    clean = json.dumps(
+        {"output": [{"type": "reasoning", "encrypted_content": blob}, {"data": blob_std}]}
+    ).encode()
+    folder = tmp_path / "c"
+    folder.mkdir()
+    item = Interaction(
+        "k" * 64,
+        RecordedRequest("POST", "https://x/v1/responses", [], b"{}"),
+        RecordedResponse(200, [], body=clean),
+    )
+    (folder / "clean.msgpack").write_bytes(encode([item], {}))
+    code, out, _ = _run(capsys, "verify", str(folder))
+    assert code == 0 and "no problems" in out
+
+    real = [
+        json.dumps({"api_key": fake_key("sk-")}),
+        json.dumps({"k": fake_key("sk-proj-")}),
+        f"key={fake_key('sk-svcacct-')}&x=1",
+        f"Authorization: Bearer {fake_key('sk-ant-api03-')}",
+        f"({fake_key('sk-admin-')})",
+    ]
+    for number, text in enumerate(real):
+        item = Interaction(
+            "k" * 64,
+            RecordedRequest("POST", "https://x/v1/responses", [], text.encode()),
+            RecordedResponse(200, [], body=b"{}"),
+        )
+        (folder / f"dirty{number}.msgpack").write_bytes(encode([item], {}))
+    code, out, _ = _run(capsys, "verify", str(folder), "--json")
+    flagged = {Path(p["path"]).stem for p in json.loads(out)["problems"]}
+    assert code == 1 and flagged == {f"dirty{n}" for n in range(len(real))}
+
+
+def test_verify_fails_on_what_show_cannot_read(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = Interaction(
+        "k" * 64,
+        RecordedRequest("POST", "http://[::1/v1/chat", [], b"{}"),
+        RecordedResponse(200, [], body=b"{}"),
+    )
+    (tmp_path / "url.msgpack").write_bytes(encode([bad], {}))
+    code, out, _ = _run(capsys, "show", str(tmp_path / "url.msgpack"))
+    assert code == 2
+    code, out, _ = _run(capsys, "verify", str(tmp_path), "--json")
+    (problem,) = json.loads(out)["problems"]
+    assert code == 1 and "not a valid URL" in problem["problem"]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import random
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx2
 import msgpack
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import llmreplay
@@ -61,14 +66,28 @@ def test_sigkill_at_random_moments_never_corrupts(tmp_path: Path) -> None:
         sizes.append(len(interactions))
         assert all(i.response.body and i.response.body.startswith(b"x" * 100) for i in interactions)
     assert sizes == sorted(sizes) and sizes[-1] > 0
-    leftovers = [
-        p.name for p in tmp_path.iterdir() if p.name not in ("killed.msgpack", "writer.py")
+    # A temporary file may survive a kill mid-save: only ever in the git-ignored folder.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".llmreplay",
+        "killed.msgpack",
+        "writer.py",
     ]
-    # A temporary file may survive a kill mid-save; it never replaces the cassette.
-    assert all(name.startswith(".killed.msgpack.") for name in leftovers)
+    temporary = tmp_path / ".llmreplay"
+    assert all(
+        p.name == ".gitignore" or p.name.startswith("killed.msgpack.") for p in temporary.iterdir()
+    )
 
     # And one kill that certainly lands inside a save, after the new bytes are written
     # but before they replace the old file: the old cassette is what remains.
+    before = _kill_mid_save(script, path)
+    assert path.read_bytes() == before
+    (left,) = [p for p in temporary.iterdir() if p.name != ".gitignore"]
+    assert left.stat().st_size > 20000  # the whole new cassette, never moved into place
+
+
+def _kill_mid_save(script: Path, path: Path) -> bytes:
+    """SIGKILL a writer while it holds a save between writing and renaming; the bytes of
+    the cassette before."""
     before = path.read_bytes()
     process = subprocess.Popen(
         [sys.executable, str(script), str(path), "-stall", "stall-in-save"],
@@ -81,8 +100,62 @@ def test_sigkill_at_random_moments_never_corrupts(tmp_path: Path) -> None:
     process.kill()
     process.wait(timeout=10)
     process.stdout.close()
+    return before
+
+
+def test_a_save_killed_midway_leaves_nothing_git_would_commit(tmp_path: Path) -> None:
+    git = shutil.which("git")
+    if git is None:  # pragma: no cover - git is part of the development setup
+        pytest.skip("git is not installed")
+    folder = tmp_path / "fixtures" / "cassettes"
+    path = folder / "c.msgpack"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    cas = llmreplay.cassette(path, mode="record")
+    with httpx2.Client(transport=cas.transport(httpx2.MockTransport(_answer))) as client:
+        client.post("https://api.openai.com/v1/x", content=b"first")
+    cas.save()
+
+    before = _kill_mid_save(script, path)
     assert path.read_bytes() == before
-    assert any(p.name.startswith(".killed.msgpack.") for p in tmp_path.iterdir())
+    temporary = list((folder / ".llmreplay").glob("c.msgpack.*.tmp"))
+    assert len(temporary) == 1 and temporary[0].stat().st_size > 20000
+
+    # `git add fixtures/cassettes` picks up the cassette and nothing else.
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    run = functools.partial(subprocess.run, cwd=tmp_path, env=env, check=True, text=True)
+    run([git, "init", "-q"])
+    run([git, "add", "fixtures/cassettes"])
+    staged = run([git, "diff", "--cached", "--name-only"], capture_output=True).stdout
+    assert staged.split() == ["fixtures/cassettes/c.msgpack"]
+    # Readers never take it for a cassette either.
+    assert [Path(str(p["path"])).name for p in _ls(folder)] == ["c.msgpack"]
+
+    # The next save of that cassette removes what the dead writer left.
+    cas = llmreplay.cassette(path, mode="auto")
+    with httpx2.Client(transport=cas.transport(httpx2.MockTransport(_answer))) as client:
+        client.post("https://api.openai.com/v1/x", content=b"second")
+    cas.save()
+    assert [p.name for p in (folder / ".llmreplay").iterdir()] == [".gitignore"]
+    assert len(llmreplay.cassette(path).interactions) == 2
+
+
+def _answer(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(200, content=b"x" * 20000 + request.content)
+
+
+def _ls(folder: Path) -> list[dict[str, object]]:
+    import contextlib
+    import io
+    import json
+
+    from llmreplay._cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["ls", str(folder), "--json"]) == 0
+    rows: list[dict[str, object]] = json.loads(out.getvalue())
+    return rows
 
 
 def _valid() -> bytes:

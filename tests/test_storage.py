@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import multiprocessing
 import os
+import shutil
+import stat
+import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -82,25 +88,117 @@ def test_eight_threads_sharing_a_client_and_a_cassette(tmp_path: Path) -> None:
     assert wrong == []
 
 
-def test_a_failed_save_leaves_the_old_file_and_no_temporary(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _pending_save(path: Path) -> llmreplay.Cassette:
+    """A cassette at ``path`` holding one recording not saved yet."""
+    cas = llmreplay.cassette(path, mode="auto")
+    with httpx2.Client(transport=cas.transport(httpx2.MockTransport(_echo))) as client:
+        client.post("https://api.openai.com/v1/x", content=b"new")
+    return cas
+
+
+def _only_the_cassette_is_left(folder: Path, name: str) -> None:
+    assert sorted(p.name for p in folder.iterdir()) == [".llmreplay", name]
+    assert [p.name for p in (folder / ".llmreplay").iterdir()] == [".gitignore"]
+
+
+@pytest.mark.parametrize("failing", ["write", "fsync", "replace"])
+def test_a_full_disk_is_a_cassette_error_that_says_what_was_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
     path = tmp_path / "c.msgpack"
     _record(str(path), 0, 1)
     before = path.read_bytes()
+    cas = _pending_save(path)
 
-    def broken_replace(src: str, dst: str) -> None:
-        raise OSError("disk full")
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(os, "replace", broken_replace)
-    cas = llmreplay.cassette(path, mode="auto")
-    with httpx2.Client(transport=cas.transport(httpx2.MockTransport(_echo))) as client:
-        client.post("https://api.openai.com/v1/x", content=b"new")
-    with pytest.raises(OSError, match="disk full"):
-        cas.save()
-    cas._pending.clear()
+    with monkeypatch.context() as patched:  # the OS failure, injected for this save only
+        patched.setattr(os, failing, full)
+        with pytest.raises(llmreplay.CassetteError) as info:
+            cas.save()
+    assert info.value.path == str(path)
+    assert "no space left on the device" in info.value.problem
+    assert "its previous version is intact" in info.value.problem
+    assert "Free some disk space" in info.value.hint
+    assert info.value.__cause__ is None
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.msgpack"]
+    _only_the_cassette_is_left(tmp_path, "c.msgpack")
+    cas.save()  # space again: what was pending is saved now
+    assert len(llmreplay.cassette(path).interactions) == 2
+
+
+def test_a_first_save_on_a_full_disk_says_nothing_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "new.msgpack"
+    cas = _pending_save(path)
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "write", full)
+        with pytest.raises(llmreplay.CassetteError, match="no file was written"):
+            cas.save()
+    assert not path.exists()
+    cas._pending.clear()  # nothing left for the at-exit save to report
+
+
+@contextlib.contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """``folder`` made read-only for real: chmod, or (root ignores modes) the immutable
+    attribute, which the kernel enforces even for root."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(folder)], check=False).returncode:
+        pytest.skip("running as root, and this file system has no immutable attribute")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("first_save", [True, False], ids=["new-folder", "existing"])
+def test_a_read_only_folder_is_a_cassette_error_that_keeps_the_file(
+    tmp_path: Path, first_save: bool
+) -> None:
+    folder = tmp_path / "cassettes"
+    folder.mkdir()
+    path = folder / "c.msgpack"
+    if not first_save:  # the temporary folder exists: the rename is what fails
+        _record(str(path), 0, 1)
+    before = path.read_bytes() if path.exists() else None
+    cas = _pending_save(path)
+    with _read_only(folder), pytest.raises(llmreplay.CassetteError) as info:
+        cas.save()
+    assert info.value.path == str(path)
+    assert "its folder is not writable" in info.value.problem
+    kept = "its previous version is intact" if before else "no file was written"
+    assert kept in info.value.problem
+    assert f"Make {folder} writable" in info.value.hint
+    assert "delete" not in str(info.value).lower()
+    assert (path.read_bytes() if path.exists() else None) == before
+    cas._pending.clear()
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_saved_cassette_honours_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    path = tmp_path / "c.msgpack"
+    previous = os.umask(umask)
+    try:
+        _record(str(path), 0, 1)  # a new file
+        assert stat.S_IMODE(path.stat().st_mode) == mode
+        _record(str(path), 1, 1)  # and a rewrite
+        assert stat.S_IMODE(path.stat().st_mode) == mode
+    finally:
+        os.umask(previous)
 
 
 def test_an_unwritable_location_is_a_cassette_error(tmp_path: Path) -> None:

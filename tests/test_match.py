@@ -1,0 +1,102 @@
+"""Request keys and the closest-match diff: canonical forms, and bounded work on a miss."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from llmreplay._format import MAX_JSON_DEPTH, NOT_JSON, json_depth, parse_json
+from llmreplay._match import KeySpec, RequestView, closest, diff_lines, url_path
+
+CHAT = "https://api.openai.com/v1/chat/completions"
+
+
+def _view(body: object, url: str = CHAT, method: str = "POST") -> RequestView:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return RequestView(method, url, [("content-type", "application/json")], raw)
+
+
+def test_reordered_and_reindented_json_gets_the_same_key() -> None:
+    spec = KeySpec()
+    a = _view(b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}')
+    b = _view(b'{\n  "messages": [{"content": "hi", "role": "user"}],\n  "model": "m"\n}')
+    assert spec.key(a) == spec.key(b)
+    assert spec.key(a) != spec.key(_view({"model": "m", "messages": []}))
+
+
+@pytest.mark.parametrize(
+    ("data", "depth"),
+    [
+        (b'{"a": [1, {"b": []}]}', 3),
+        (b'{"text": "[[[[[[ not nesting ]]]]"}', 1),
+        (b'{"text": "a \\" [[[[ quoted"}', 1),
+        (b"[" * 500 + b"]" * 500, 500),
+        (b'["' + b"[" * 500 + b'"]', 1),
+    ],
+)
+def test_json_depth_counts_brackets_outside_strings(data: bytes, depth: int) -> None:
+    assert json_depth(data) == depth or (depth <= MAX_JSON_DEPTH and json_depth(data) >= depth)
+    if depth > MAX_JSON_DEPTH:
+        assert parse_json(data) is NOT_JSON
+    else:
+        assert parse_json(data) == json.loads(data)
+
+
+def test_unparseable_urls_still_give_parts() -> None:
+    assert url_path("http://[::1/v1/chat") == "/v1/chat"
+    spec = KeySpec.build(("method", "scheme", "host", "path", "query"), (), ())
+    parts = spec.parts(_view({}, url="http://[::1/v1/chat?b=2&a=1"))
+    assert parts == {
+        "method": b"POST",
+        "scheme": b"http",
+        "host": b"[::1",
+        "path": b"/v1/chat",
+        "query": b"a=1&b=2",
+    }
+
+
+def test_closest_prefers_the_same_endpoint_and_the_nearest_body() -> None:
+    spec = KeySpec()
+    wanted = _view({"model": "m", "messages": [{"role": "user", "content": "hello there"}]})
+    candidates = [
+        _view({"input": "hello there"}, url="https://x/v1/embeddings"),
+        _view({"model": "m", "messages": [{"role": "user", "content": "goodbye"}]}),
+        _view({"model": "m", "messages": [{"role": "user", "content": "hello there!"}]}),
+    ]
+    found = closest(wanted, candidates, spec)
+    assert found is not None and found[0] is candidates[2]
+    assert '-body:    "content": "hello there!",' in found[1].splitlines()
+    assert closest(wanted, [], spec) is None
+
+
+def test_the_diff_is_bounded_and_numbered_from_the_real_lines() -> None:
+    before = [f"line {n}" for n in range(100_000)]
+    after = list(before)
+    after[70_000] = "changed"
+    after[70_002] = "x" * 1_000_000
+    started = time.perf_counter()
+    diff = diff_lines(before, after)
+    assert time.perf_counter() - started < 0.5
+    assert diff.splitlines()[0] == "@@ -70000,5 +70000,5 @@"
+    assert "-line 70000" in diff and "+changed" in diff
+    many = diff_lines(before, [f"other {n}" for n in range(100_000)])
+    assert many.splitlines()[-1].endswith("more line(s) of difference")
+    assert len(many.splitlines()) == 81
+
+
+def test_a_miss_against_many_big_candidates_is_cheap() -> None:
+    spec = KeySpec()
+    image = "A" * 200_000
+    candidates = [
+        _view({"messages": [{"content": f"picture {n}"}], "image": str(n) + image})
+        for n in range(300)
+    ]
+    wanted = _view({"messages": [{"content": "picture 7, in French"}], "image": "7" + image})
+    started = time.perf_counter()
+    found = closest(wanted, candidates, spec)
+    assert time.perf_counter() - started < 0.5
+    assert found is not None and found[0] is candidates[7]
+    assert len(found[1]) < 2_000  # the long line is cut, with its length and hash
+    assert "200,001 chars, sha256" not in found[1]  # equal lines are not in the diff
