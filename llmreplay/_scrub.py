@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
-from ._errors import LLMReplayError
 from ._format import Headers, Interaction, decompressed
 
 DEFAULT_FILTER_HEADERS = frozenset(
@@ -332,26 +331,33 @@ def _decode(body: bytes, encoding: str) -> bytes | None:
     """``body`` decoded, or ``None`` when it cannot be (unknown coding, corrupt, too big).
     A stream the caller stopped reading early is decoded as far as it goes."""
     if encoding == "br":
-        brotli = _brotli()
-        if brotli is None:
-            return None
-        try:
-            return bytes(brotli.Decompressor().process(body))
-        except Exception:  # brotli.error, or brotlicffi's own
-            return None
-    try:
-        plain = decompressed(body, "gzip" if encoding == "x-gzip" else encoding)
-    except (LLMReplayError, MemoryError):  # past the size cap: treated as opaque bytes
-        return None
+        return _unbrotli(body)
+    plain = decompressed(body, "gzip" if encoding == "x-gzip" else encoding)
     if plain is not body:
         return plain
-    # Truncated (a stream cut short): what a streaming decoder gets from it, within a cap.
+    # Truncated (a stream cut short), or too big: a streaming decoder within the cap.
     decoder = zlib.decompressobj(47 if encoding != "deflate" else 15)
     try:
         partial = decoder.decompress(body, _MAX_DECODED)
     except zlib.error:
         return None
     return None if decoder.unconsumed_tail or not partial else partial
+
+
+def _unbrotli(body: bytes) -> bytes | None:
+    brotli = _brotli()
+    if brotli is None:
+        return None
+    decoder = brotli.Decompressor()
+    try:
+        if hasattr(decoder, "can_accept_more_data"):  # brotli >= 1.2 can stop at the cap
+            plain = bytes(decoder.process(body, output_buffer_limit=_MAX_DECODED))
+        else:  # pragma: no cover - older brotli, brotlicffi
+            plain = bytes(decoder.process(body))
+    except Exception:  # brotli.error, or brotlicffi's own
+        return None
+    # Past the cap, or nothing decodable (a cut br stream): treated as opaque bytes.
+    return plain if 0 < len(plain) < _MAX_DECODED else None
 
 
 def _encode(data: bytes, encoding: str) -> bytes:
@@ -363,6 +369,8 @@ def _encode(data: bytes, encoding: str) -> bytes:
 
 
 def _redact_body(body: bytes, headers: Headers, secrets: Sequence[str]) -> bytes:
+    if not secrets:  # nothing to look for: no decoding either
+        return body
     encoding = _header(headers, "content-encoding").strip().lower()
     if body and encoding in _ENCODINGS:
         plain = _decode(body, encoding)
@@ -381,6 +389,8 @@ def _with_length(headers: Headers, body: bytes) -> Headers:
 
 def _redact_chunks(chunks: list[bytes], headers: Headers, secrets: Sequence[str]) -> list[bytes]:
     """Redact a stream as a whole, then cut it where it was cut (see the module docstring)."""
+    if not secrets:
+        return chunks
     joined = b"".join(chunks)
     encoding = _header(headers, "content-encoding").strip().lower()
     if joined and encoding in _ENCODINGS:

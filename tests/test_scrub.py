@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -405,3 +406,44 @@ def test_a_miss_message_prints_no_credential(tmp_path: Path) -> None:
     assert "x-tenant: other" in message  # the header diff is still shown...
     assert google not in message and KEY not in message  # ...but no credential
     assert "x-goog-api-key" not in message and "/keys/<redacted>/chat" in message
+
+
+def _scrubbed(body: bytes, coding: str, chunks: list[bytes] | None = None) -> Interaction:
+    scrubber = Scrubber()
+    headers = [("authorization", f"Bearer {KEY}")]
+    item = _item("https://h/v1/chat")
+    item.response = RecordedResponse(
+        200, [("content-encoding", coding)], body=None if chunks else body, chunks=chunks
+    )
+    assert scrubber.scrub(item, scrubber.secrets(headers, item.request.url)) is item
+    return item
+
+
+def test_a_compressed_stream_cut_short_is_still_redacted() -> None:
+    wire = gzip.compress(f"data: {KEY}\n\n".encode() * 50)[:-12]  # the caller stopped early
+    item = _scrubbed(b"", "gzip", [wire[:40], wire[40:80], wire[80:]])
+    assert item.response.chunks is not None and len(item.response.chunks) == 3
+    text = zlib.decompressobj(31).decompress(b"".join(item.response.chunks))
+    # What was decodable is kept, redacted; the undecodable tail was cut anyway.
+    assert KEY.encode() not in text and text.count(b"<redacted>") > 40
+
+
+def test_undecodable_or_oversized_bodies_fall_back_to_their_raw_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A body that says gzip but is not: redacted as the bytes it is.
+    assert _scrubbed(b"plain " + KEY.encode(), "gzip").response.body == b"plain <redacted>"
+    # A bomb past the decoding cap is stored as it came, without expanding it all.
+    bomb = gzip.compress(b"\0" * (64 * 2**20 + 1))
+    assert _scrubbed(bomb, "gzip").response.body == bomb
+    # br without brotli installed cannot be read (httpx2 then never asks for br).
+    wire = _compress(KEY.encode() * 3, "br")
+    monkeypatch.setitem(sys.modules, "brotli", None)
+    monkeypatch.setitem(sys.modules, "brotlicffi", None)
+    assert _scrubbed(wire, "br").response.body == wire
+
+
+def test_a_basic_header_that_is_not_base64_is_still_a_credential() -> None:
+    scrubber = Scrubber()
+    secrets = scrubber.secrets([("authorization", "Basic not*base64*TESTONLY")], "https://h/")
+    assert "not*base64*TESTONLY" in secrets
