@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import gzip
+import json
 import os
 import random
 import shutil
@@ -225,3 +227,78 @@ def test_huge_declared_lengths_allocate_nothing(length: int) -> None:
     data = b"\xdb" + length.to_bytes(4, "big") + b"abc"
     _survives(data)
     _survives(msgpack.packb({"format": "llmreplay-cassette", "version": 1})[:-1] + data)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=30,
+)
+
+
+@st.composite
+def _hostile_items(draw: st.DrawFn) -> list[Interaction]:
+    """Structurally valid interactions with hostile contents: odd URLs, bodies that claim
+    an encoding they do not have, deep or broken JSON, binary, huge-looking headers."""
+    items = []
+    for _ in range(draw(st.integers(1, 3))):
+        url = draw(
+            st.sampled_from(["https://api.openai.com/v1/chat/completions", "http://[::1/v1"])
+            | st.text(max_size=40)
+            | st.text(max_size=10).map(lambda t: "https://h/" + t)
+        )
+        depth = draw(st.integers(0, 3000))
+        body = draw(
+            st.binary(max_size=200)
+            | _JSON.map(lambda v: json.dumps(v).encode())
+            | st.just(b"[" * depth + b"]" * depth)
+            | st.just(b'{"a": ' * depth)
+            | st.just(gzip.compress(b'{"model": "m"}'))
+        )
+        encoding = draw(st.sampled_from(["", "gzip", "deflate", "br", "GZIP"]))
+        headers = [("content-encoding", encoding)] if encoding else []
+        headers += draw(st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=3))
+        chunks = draw(st.none() | st.lists(st.binary(max_size=30), max_size=4))
+        items.append(
+            Interaction(
+                draw(st.text(min_size=1, max_size=64)),
+                RecordedRequest(draw(st.text(max_size=8)), url, headers, body),
+                RecordedResponse(
+                    draw(st.integers(0, 999)),
+                    headers,
+                    body=None if chunks is not None else body,
+                    chunks=chunks,
+                ),
+            )
+        )
+    return items
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_hostile_items(), st.booleans())
+def test_hostile_contents_load_or_refuse_and_never_crash_a_reader(
+    items: list[Interaction], other_match: bool
+) -> None:
+    from llmreplay import _inspect
+    from llmreplay._match import KeySpec, RequestView, closest
+
+    data = encode(items, {} if other_match else KeySpec().describe())
+    try:
+        loaded, _ = decode(data, "fuzz.msgpack")
+    except llmreplay.CassetteError as exc:
+        assert exc.path == "fuzz.msgpack"
+        return
+    spec = KeySpec.build(None, ("user",), ())
+    views = [RequestView("POST", "https://h/v1/x", [], b'{"model": "m"}')]
+    for item in loaded:
+        json.dumps(_inspect.render(item))  # what show, export and textconv print
+        list(_inspect.secrets_in(item))
+        list(_inspect.unchecked(item))
+        _inspect.model(item)
+        view = RequestView(
+            item.request.method, item.request.url, item.request.headers, item.request.body
+        )
+        spec.key(view)
+        views.append(view)
+    _inspect.textconv(loaded)
+    closest(views[0], views[1:], spec)
