@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
-from ._format import Headers, Interaction, decompressed
+from ._format import MAX_DECOMPRESSED, Headers, Interaction, expand
 
 DEFAULT_FILTER_HEADERS = frozenset(
     {
@@ -105,8 +105,6 @@ REDACTED = "<redacted>"
 _MIN_SECRET_LEN = 8
 # Parts of a credential header's value this long are secrets on their own.
 _MIN_PART_LEN = 16
-# A truncated body is decoded by hand, so it gets its own bound on memory.
-_MAX_DECODED = 64 * 2**20  # as _format.MAX_DECOMPRESSED
 
 # What provider and gateway keys look like; found in URLs and header values.
 KEY_SHAPES = re.compile(
@@ -332,13 +330,15 @@ def _decode(body: bytes, encoding: str) -> bytes | None:
     A stream the caller stopped reading early is decoded as far as it goes."""
     if encoding == "br":
         return _unbrotli(body)
-    plain = decompressed(body, "gzip" if encoding == "x-gzip" else encoding)
+    plain, too_big = expand(body, "gzip" if encoding == "x-gzip" else encoding)
+    if too_big:  # past the cap: treated as opaque bytes
+        return None
     if plain is not body:
         return plain
-    # Truncated (a stream cut short), or too big: a streaming decoder within the cap.
+    # Truncated (a stream the caller cut short): what a streaming decoder gets from it.
     decoder = zlib.decompressobj(47 if encoding != "deflate" else 15)
     try:
-        partial = decoder.decompress(body, _MAX_DECODED)
+        partial = decoder.decompress(body, MAX_DECOMPRESSED)
     except zlib.error:
         return None
     return None if decoder.unconsumed_tail or not partial else partial
@@ -351,13 +351,13 @@ def _unbrotli(body: bytes) -> bytes | None:
     decoder = brotli.Decompressor()
     try:
         if hasattr(decoder, "can_accept_more_data"):  # brotli >= 1.2 can stop at the cap
-            plain = bytes(decoder.process(body, output_buffer_limit=_MAX_DECODED))
+            plain = bytes(decoder.process(body, output_buffer_limit=MAX_DECOMPRESSED))
         else:  # pragma: no cover - older brotli, brotlicffi
             plain = bytes(decoder.process(body))
     except Exception:  # brotli.error, or brotlicffi's own
         return None
     # Past the cap, or nothing decodable (a cut br stream): treated as opaque bytes.
-    return plain if 0 < len(plain) < _MAX_DECODED else None
+    return plain if 0 < len(plain) < MAX_DECOMPRESSED else None
 
 
 def _encode(data: bytes, encoding: str) -> bytes:

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 import llmreplay
-from llmreplay._format import Interaction, RecordedRequest, RecordedResponse
+from llmreplay._format import MAX_DECOMPRESSED, Interaction, RecordedRequest, RecordedResponse
 from llmreplay._scrub import Scrubber, is_credential_header
 from tests.helpers import close, fake_key, resolve
 from tests.server import LoopbackServer
@@ -434,7 +434,7 @@ def test_undecodable_or_oversized_bodies_fall_back_to_their_raw_bytes(
     # A body that says gzip but is not: redacted as the bytes it is.
     assert _scrubbed(b"plain " + KEY.encode(), "gzip").response.body == b"plain <redacted>"
     # A bomb past the decoding cap is stored as it came, without expanding it all.
-    bomb = gzip.compress(b"\0" * (64 * 2**20 + 1))
+    bomb = gzip.compress(b"\0" * 2**20) * (MAX_DECOMPRESSED // 2**20 + 1)  # gzip members
     assert _scrubbed(bomb, "gzip").response.body == bomb
     # br without brotli installed cannot be read (httpx2 then never asks for br).
     wire = _compress(KEY.encode() * 3, "br")
