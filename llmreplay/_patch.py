@@ -49,6 +49,9 @@ _guards: list[Guard] = []  # the innermost (last) one is in force
 _installed = False
 _originals: dict[type[Any], Any] = {}
 _stack_modules: list[Any] = []
+# Origins ("http://127.0.0.1:PORT/") of in-process `llmreplay serve` endpoints (the llm_proxy
+# fixture): their own cassettes record what reaches them, so no other cassette does.
+_passthrough: tuple[str, ...] = ()
 
 
 def current() -> Cassette | None:
@@ -90,6 +93,8 @@ def route(url: str, *, network: bool = True) -> Cassette | None:
     that a cassette is already sending upstream through another stack (``forwarding``).
     """
     if forwarding():  # already captured: this is that request's own upstream send
+        return None
+    if _passthrough and url.startswith(_passthrough):
         return None
     cassette = current()
     if cassette is None and network and _guards:
@@ -205,6 +210,17 @@ def pop_guard(guard: Guard) -> None:
         if guard in _guards:
             _guards.remove(guard)
         _uninstall()
+
+
+def pass_through(origin: str, *, on: bool = True) -> None:
+    """Let requests to ``origin`` (an in-process ``llmreplay serve``) pass untouched: the
+    endpoint sends them through the cassette they name, so recording them here too would
+    record them twice."""
+    global _passthrough
+    origin = origin.rstrip("/") + "/"
+    with _lock:
+        rest = tuple(o for o in _passthrough if o != origin)
+        _passthrough = (*rest, origin) if on else rest
 
 
 def is_patched() -> bool:

@@ -497,3 +497,53 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         )
     if totals["tokens"]:
         terminalreporter.write_line(f"{totals['tokens']:,} tokens not spent thanks to replay")
+
+
+# -- llm_proxy: the same per-test cassettes for subprocesses, through `llmreplay serve` -----
+
+# Environment variables the SDKs read for their base URL, and the route each one gets.
+PROXY_ENV = {
+    "OPENAI_BASE_URL": "openai/v1",
+    "ANTHROPIC_BASE_URL": "anthropic",
+    "GROQ_BASE_URL": "groq",
+}
+
+
+@pytest.fixture(scope="session")
+def llm_proxy_upstreams() -> dict[str, str]:
+    """Routes ``llm_proxy`` adds or replaces (``{"openai": URL}``); override in a conftest."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def llm_proxy_server(llm_proxy_upstreams: dict[str, str]) -> Iterator[Any]:
+    """The session's in-process ``llmreplay serve`` (uvicorn, a free loopback port)."""
+    from ._serve import ServeApp, parse_upstreams
+    from ._serve_run import InProcessServer
+
+    routes = [f"{name}={url}" for name, url in llm_proxy_upstreams.items()]
+    app = ServeApp(upstreams=parse_upstreams(routes, source="the llm_proxy_upstreams fixture"))
+    running = InProcessServer(app)  # in-process clients calling it pass the other cassettes
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def llm_proxy(
+    request: pytest.FixtureRequest, llm_proxy_server: Any, llm_cassette: Cassette
+) -> Iterator[Any]:
+    """This test's cassette as an HTTP endpoint; subprocesses find it through OPENAI_BASE_URL."""
+    import secrets
+
+    from ._serve_run import ProxyRoute
+
+    token = secrets.token_hex(6)
+    llm_proxy_server.app.register(token, llm_cassette)
+    route = ProxyRoute(f"{llm_proxy_server.url}/_c/{token}", llm_cassette, PROXY_ENV)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in route.env.items():
+                patch.setenv(name, value)
+            yield route
+    finally:
+        llm_proxy_server.app.unregister(token)
