@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,3 +223,22 @@ def test_a_corrupt_file_is_not_overwritten_by_a_save(tmp_path: Path) -> None:
         cas.save()
     cas._pending.clear()
     assert path.read_bytes() == b"\x93\x01"
+
+
+def test_a_lock_that_cannot_be_taken_is_a_cassette_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(blocker))  # where lock files go
+    path = tmp_path / "cassettes" / "c.msgpack"
+    cas = _pending_save(path)
+    with pytest.raises(llmreplay.CassetteError) as info:
+        cas.save()
+    assert info.value.path == str(path)
+    assert "its lock file" in info.value.problem and "nothing was read or written" in str(
+        info.value
+    )
+    assert "TMPDIR" in info.value.hint
+    assert not path.exists()
+    cas._pending.clear()
