@@ -36,7 +36,9 @@ from ._errors import (
     ConfigError,
     InvalidRequestError,
     LLMReplayError,
+    NetworkBlocked,
     NonTerminalError,
+    RequestRefused,
 )
 from ._format import FORMAT_VERSION, Interaction, RecordedRequest, RecordedResponse
 from ._match import MatchPart
@@ -62,11 +64,13 @@ __all__ = [
     "LLMReplayError",
     "MatchPart",
     "Mode",
+    "NetworkBlocked",
     "NonTerminalError",
     "OpenAIClient",
     "RecordedRequest",
     "RecordedResponse",
     "Reply",
+    "RequestRefused",
     "RetryPolicy",
     "Stats",
     "Storage",

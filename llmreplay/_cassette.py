@@ -99,12 +99,20 @@ _unsaved: weakref.WeakSet[Cassette] = weakref.WeakSet()
 
 
 @atexit.register
-def _save_unsaved() -> None:  # pragma: no cover - runs at interpreter exit
+def _save_unsaved() -> None:  # pragma: no cover - runs at interpreter exit (tested in a child)
+    failed = False
     for cassette in list(_unsaved):
         try:
             cassette.save()
         except (LLMReplayError, OSError) as exc:
+            failed = True
             sys.stderr.write(f"llmreplay: recordings not saved at exit: {exc}\n")
+    if failed:
+        # A lost recording must not look like success: exit non-zero (the handlers that
+        # would run after this one are skipped; the streams are flushed first).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
 
 
 def _now() -> str:

@@ -117,10 +117,12 @@ class Guard:
     """Refuses LLM-shaped requests that no cassette covers.
 
     ``where`` names what is running (the pytest plugin keeps it set to the current test's
-    node id); ``hint`` is how to fix it in that setting.
+    node id); ``hint`` is how to fix it in that setting. A guard with ``enabled=False``
+    refuses nothing (a live pytest run inside a sealed one).
     """
 
-    def __init__(self, *, mode: str, hint: str) -> None:
+    def __init__(self, *, mode: str, hint: str, enabled: bool = True) -> None:
+        self.enabled = enabled
         self.mode = mode
         self.hint = hint
         self.where = ""
@@ -129,7 +131,7 @@ class Guard:
 
     def check(self, url: str) -> None:
         """Raise ``RequestRefused`` if ``url`` looks like an LLM call; else return."""
-        if not looks_like_llm(url):
+        if not self.enabled or not looks_like_llm(url):
             return
         with self._lock:
             self.refused += 1

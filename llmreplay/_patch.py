@@ -223,6 +223,11 @@ def pass_through(origin: str, *, on: bool = True) -> None:
         _passthrough = (*rest, origin) if on else rest
 
 
+def guarded() -> bool:
+    """Whether a guard is on (nested pytest runs need to know)."""
+    return bool(_guards) and _guards[-1].enabled
+
+
 def is_patched() -> bool:
     """Whether any cassette is active (for tests and diagnostics)."""
     return bool(_active)

@@ -140,8 +140,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SETTINGS] = settings
     config.stash[_TOTALS] = dict.fromkeys(_COUNTS, 0)
     config.stash[_USED] = {}
-    if mode.value != "live" and config.getini("llm_guard"):
+    sealed = mode.value != "live" and bool(config.getini("llm_guard"))
+    if sealed or _patch.guarded():  # a live run inside a sealed one must unseal
         guard = Guard(
+            enabled=sealed,
             mode=mode.value,
             hint=(
                 "Give the test a cassette (the llm_cassette or llm_client fixture, or "
@@ -149,7 +151,8 @@ def pytest_configure(config: pytest.Config) -> None:
                 '@pytest.mark.llmreplay(mode="live") to let it reach the network unrecorded.'
             ),
         )
-        settings["guard"] = guard
+        settings["guard"] = guard if sealed else None
+        settings["pushed"] = guard
         _patch.push_guard(guard)
     block = config.getoption("llm_block_network")
     if block if block is not None else config.getini("llm_block_network"):
@@ -165,8 +168,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     settings = config.stash.get(_SETTINGS, None)
     if settings is None:
         return
-    if settings["guard"] is not None:
-        _patch.pop_guard(settings["guard"])
+    if settings.get("pushed") is not None:
+        _patch.pop_guard(settings["pushed"])
     if settings["block"] is not None:
         settings["block"].uninstall()
 
@@ -189,18 +192,34 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     from ._errors import CassetteMiss, ConfigError, RequestRefused
 
-    excinfo = call.excinfo
-    if excinfo is not None and isinstance(
-        excinfo.value, CassetteMiss | RequestRefused | ConfigError
-    ):
-        # The message says it all: show the test's own lines, not SDK and llmreplay frames.
-        path = Path(str(item.path))
-        kept = [entry for entry in excinfo.traceback if Path(str(entry.path)) == path]
-        excinfo.traceback = excinfo.traceback.__class__(kept or list(excinfo.traceback)[-1:])
-    report = yield
+    report: pytest.TestReport = yield
     if report.when == "call":
         item.stash[_PASSED] = report.passed
+    excinfo = call.excinfo
+    if (
+        report.failed
+        and excinfo is not None
+        and isinstance(excinfo.value, CassetteMiss | RequestRefused | ConfigError)
+        and not item.config.getoption("fulltrace", False)
+    ):
+        # The message says it all: show the test's own line, not ~90 lines of SDK and
+        # llmreplay frames (--full-trace shows them).
+        report.longrepr = _short_failure(item, excinfo)
     return report
+
+
+def _short_failure(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    # The message first, so pytest's one-line summary shows it; then where it happened.
+    exc = excinfo.value
+    lines = [f"llmreplay.{type(exc).__name__}: {exc}"]
+    path = Path(str(item.path))
+    own = [entry for entry in excinfo.traceback if Path(str(entry.path)) == path]
+    if own:
+        entry = own[-1]
+        lines.append(f"{item.location[0]}:{entry.lineno + 1}: in {entry.name}")
+        statement = str(entry.statement).strip().splitlines()
+        lines.extend("    " + line for line in statement[:3])
+    return "\n".join(lines)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -220,13 +239,14 @@ def pytest_report_header(config: pytest.Config) -> str:
 def _safe(name: str) -> str:
     """A file name for ``name`` on every OS; a short hash is added whenever making it safe
     lost information, so two names never map to one file."""
-    plain = name
+    plain, params = name, ""
     if name.endswith("]") and "[" in name:  # test_x[param] -> test_x-param
         head, _, params = name[:-1].partition("[")
         plain = f"{head}-{params}"
     cleaned = re.sub(r"[^A-Za-z0-9._=+-]+", "-", plain).strip("-.") or "test"
     digest = hashlib.sha256(name.encode()).hexdigest()
-    if cleaned != plain or _WINDOWS_RESERVED.match(cleaned):
+    # Parameters differing only in case would share a file on macOS and Windows.
+    if cleaned != plain or params != params.lower() or _WINDOWS_RESERVED.match(cleaned):
         cleaned = f"{cleaned}-{digest[:8]}"
     if len(cleaned) > _MAX_NAME:
         cleaned = f"{cleaned[: _MAX_NAME - 13]}-{digest[:12]}"

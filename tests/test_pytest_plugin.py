@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,76 @@ def test_paths_are_safe_and_long_names_hashed(pytester: pytest.Pytester) -> None
 
 def test_plugin_mode_names_match_the_enum() -> None:
     assert [m.value for m in Mode] == ["live", "record", "replay", "auto", "once"]
+
+
+IDS = ["a/b", "a b", "a-b", "a\\b", "a?b", "a*b", "a:b", "..", ".", "-", "--", "", "A", "a"]
+IDS += ["x" * 300, "x" * 301, "con", "CON.txt", "ü", "u", "a_b", "a.b", "a+b", "a=b"]
+IDS += ["é", "e", "[x]", "x", "tab\tch", "tab ch"]
+
+
+def test_every_parametrized_id_gets_its_own_stable_cassette(pytester: pytest.Pytester) -> None:
+    source = f"""
+        import pytest
+
+        @pytest.mark.parametrize("v", {IDS!r}, ids={IDS!r})
+        def test_ids(v): pass
+        """
+    items = pytester.getitems(source)
+    assert len(items) == 30
+    paths = [cassette_path(item, Path("cas")) for item in items]
+    assert len({p.name.lower() for p in paths}) == 30  # distinct even where case is folded
+    assert all(len(p.name) <= 128 and p.name.endswith(".msgpack") for p in paths)
+    assert all(p.name[0] not in ".-" and "/" not in p.name for p in paths)
+    # Stable: a pure function of the test's id (a short sha256 where information was lost).
+    digest = hashlib.sha256(b"test_ids[..]").hexdigest()[:8]
+    readable = {item.callspec.id: path for item, path in zip(items, paths, strict=True)}  # type: ignore[attr-defined]
+    assert readable["a-b"].name == "test_ids-a-b.msgpack"  # already safe: unchanged
+    assert readable["A"].name.lower() != readable["a"].name.lower()
+    assert readable[".."].name == f"test_ids-{digest}.msgpack"
+
+
+@pytest.mark.parametrize(
+    ("marker", "expected"),
+    [
+        ('"record"', "the marker takes keyword arguments only"),
+        ("allow_repeats='no'", "'no' from @pytest.mark.llmreplay is not a valid allow_repeats"),
+        ("cassette=123", "123 from @pytest.mark.llmreplay is not a valid cassette"),
+        ("match_on=[1]", "is not a valid match_on; expected a list of names"),
+        ("mode='replya'", "'replya' from the llmreplay marker is not a valid mode"),
+    ],
+)
+def test_marker_arguments_are_validated(
+    pytester: pytest.Pytester, marker: str, expected: str
+) -> None:
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.llmreplay({marker})
+        def test_marked():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    assert expected in result.stdout.str()
+
+
+def test_a_single_name_is_one_name_not_its_letters(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.llmreplay(ignore="user")
+        def test_one(llm_cassette):
+            assert llm_cassette._spec.ignore == ("user",)
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_an_empty_mode_flag_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--llm-mode=")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'' from --llm-mode is not a valid mode*"])
