@@ -1,4 +1,9 @@
-"""Client-layer tests start from a clean slate: no forced settings, no shared clients."""
+"""Client-layer tests start from a clean slate: no forced settings, no shared clients.
+
+They call the loopback server outside any cassette on purpose (the layer's own cache,
+retries and hooks are what they test), so the plugin's outside-every-cassette guard is
+turned off for them by a disabled guard on top; cassettes opened in a test still apply.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from pathlib import Path
 import pytest
 
 import llmreplay._clients
+from llmreplay import _patch
+from llmreplay._guard import Guard
 
 
 @pytest.fixture(autouse=True)
@@ -16,8 +23,13 @@ def _fresh_client_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     # A key for the loopback server (the layer sends no placeholder); keyless tests unset it.
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-for-loopback")
     llmreplay._clients.reset()
-    yield
-    llmreplay._clients.reset()
+    unsealed = Guard(enabled=False, mode="live", hint="")
+    _patch.push_guard(unsealed)
+    try:
+        yield
+    finally:
+        _patch.pop_guard(unsealed)
+        llmreplay._clients.reset()
 
 
 class FakeClock:

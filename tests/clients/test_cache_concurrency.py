@@ -133,11 +133,6 @@ def flaky() -> Iterator[tuple[str, list[int]]]:
     httpd.server_close()
 
 
-@pytest.mark.xfail(
-    "record_errors" not in (ROOT / "llmreplay" / "_cassette.py").read_text(),
-    strict=True,
-    reason="needs record_errors in _cassette",
-)
 def test_a_failure_is_never_cached(flaky: tuple[str, list[int]], tmp_path: Path) -> None:
     url, seen = flaky
     cache = tmp_path / "cache.msgpack"
