@@ -135,10 +135,12 @@ class Guard:
             return
         with self._lock:
             self.refused += 1
+        from ._scrub import redact_message  # a key pasted into a path is never printed
+
         parts = urlsplit(url)
         raise RequestRefused(
             host=parts.hostname or "",
-            path=parts.path or "/",
+            path=redact_message(parts.path or "/", []),
             where=self.where,
             reason=f"it is outside every cassette (mode={self.mode})",
             hint=self.hint,

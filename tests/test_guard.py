@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from llmreplay._guard import LOOPBACK, Guard, SocketBlock, looks_like_llm
+from tests.helpers import fake_key
 from tests.server import LoopbackServer
 
 LLM_CALLS = [
@@ -54,6 +55,10 @@ def test_the_guard_refuses_with_where_and_how_to_fix() -> None:
     assert "api.openai.com/v1/chat/completions" in text and "tests/test_x.py::test_y" in text
     assert "Give it a cassette." in text and guard.refused == 1
     Guard(mode="live", hint="", enabled=False).check("https://api.openai.com/v1/models")
+    key = fake_key("sk-proj-")
+    with pytest.raises(Exception) as info:
+        guard.check(f"http://gw.internal/keys/{key}/v1/chat/completions")
+    assert key not in str(info.value) and "<redacted>" in str(info.value)
 
 
 def test_the_socket_block_decides_on_names_ips_and_networks() -> None:
