@@ -240,6 +240,52 @@ def bench_first_chunk(folder: Path) -> dict[str, Any]:
     return {"upstream_s": direct, "record_s": recording, "ratio": recording / direct}
 
 
+def bench_proxy(folder: Path, calls: int) -> dict[str, Any]:
+    """``llmreplay serve``: the SDK over real HTTP to the in-process server, per call, against
+    the same SDK straight to the loopback fake (the overhead a subprocess pays)."""
+    from llmreplay._serve import ServeApp
+    from llmreplay._serve_routes import parse_upstreams
+    from llmreplay._serve_run import InProcessServer
+
+    server = start_server()
+    routes = parse_upstreams([f"fake={server.origin}"])
+    ids = list(range(calls))
+    try:
+        direct_client = sdk(httpx2.HTTPTransport(), base_url=server.url)
+        direct = per_call(lambda n: ask(direct_client, n), ids)
+        results: dict[str, Any] = {"calls": calls, "direct_ms": direct * 1e3}
+        for mode in ("record", "live", "replay"):
+            app = ServeApp(
+                mode=mode,
+                cassette=folder / "proxy.msgpack",
+                upstreams=routes,
+                options={"allow_repeats": True},
+            )
+            proxy = InProcessServer(app)
+            before = len(server.requests)
+            client = sdk(httpx2.HTTPTransport(), base_url=f"{proxy.url}/fake/v1")
+            try:
+                if mode == "record":
+                    for n in ids:
+                        ask(client, n)
+                else:
+                    results[f"{mode}_ms"] = per_call(lambda n, c=client: ask(c, n), ids) * 1e3
+                results[f"{mode}_upstream_requests"] = len(server.requests) - before
+            finally:
+                client.close()
+                proxy.stop()
+        assert results["replay_upstream_requests"] == 0, "replay reached the loopback fake"
+        # The same cassette replayed in-process: the rest is the cost of the HTTP hop.
+        cas = llmreplay.cassette(folder / "proxy.msgpack", allow_repeats=True)
+        inproc_client = sdk(cas.transport(), base_url=server.url)
+        results["in_process_ms"] = per_call(lambda n: ask(inproc_client, n), ids) * 1e3
+    finally:
+        server.stop()
+    results["replay_overhead_ms"] = results["replay_ms"] - results["direct_ms"]
+    results["live_overhead_ms"] = results["live_ms"] - results["direct_ms"]
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
@@ -261,6 +307,7 @@ def main() -> int:
             "load": bench_load(folder, sizes[-1]),
             "record": bench_record(folder, 200 if args.quick else 1000),
             "first_chunk": bench_first_chunk(folder),
+            "proxy": bench_proxy(folder, 100 if args.quick else 300),
         }
     text = report(results)
     sys.stdout.write(text)
@@ -304,6 +351,18 @@ def report(results: dict[str, Any]) -> str:
         f"{load['vcrpy_yaml_load_s'] * 1e3:.0f} ms).",
         f"Streaming, time to first chunk: upstream {chunk['upstream_s'] * 1e3:.0f} ms, through "
         f"record mode {chunk['record_s'] * 1e3:.0f} ms ({_ratio(chunk['ratio'])}).",
+    ]
+    proxy = results.get("proxy")
+    if proxy:
+        lines.append(
+            f"Through `llmreplay serve` (the SDK over loopback HTTP, {proxy['calls']} calls): "
+            f"replay {proxy['replay_ms']:.3f} ms/call, direct to the loopback fake "
+            f"{proxy['direct_ms']:.3f} ms/call, so {proxy['replay_overhead_ms']:+.3f} ms per "
+            f"replayed call; forwarding in live mode {proxy['live_ms']:.3f} ms/call "
+            f"({proxy['live_overhead_ms']:+.3f} ms); the same cassette replayed in-process "
+            f"{proxy['in_process_ms']:.3f} ms/call."
+        )
+    lines += [
         "",
     ]
     return "\n".join(lines)
