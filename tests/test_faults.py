@@ -316,3 +316,42 @@ def test_llm_faults_fixture_and_marker(pytester: pytest.Pytester, server: Loopba
     result = pytester.runpytest("--llm-mode=live")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*3 faults injected*"])
+
+
+async def test_cut_stream_counts_events_of_a_stream_written_in_one_piece(
+    tmp_path: Path, server: LoopbackServer, sync: bool
+) -> None:
+    # The server writes the whole stream in one network write: CutStream still cuts after
+    # two events, records the whole answer in record mode, and the next replay plays it.
+    path = tmp_path / "c.msgpack"
+    one_piece = {"x-test-chunk-bytes": "1000000"}
+    client = (openai.OpenAI if sync else openai.AsyncOpenAI)(
+        api_key="sk-test", base_url=server.url, max_retries=0, default_headers=one_piece
+    )
+    cut = f.CutStream(after=2)
+    with llmreplay.cassette(path, mode="record", faults=cut) as cas:
+        stream = await resolve(_chat(client, True))
+        seen = []
+        with pytest.raises(openai.APIConnectionError):
+            if sync:
+                for event in stream:
+                    seen.append(event)
+            else:
+                async for event in stream:
+                    seen.append(event)
+    assert len(seen) == 2  # exactly two events reached the caller
+    assert cas.faults is not None and cas.faults.verdict().faults == ["cut_stream"]
+    (item,) = llmreplay.cassette(path).interactions
+    assert item.response.cut is None and item.response.content.endswith(b"data: [DONE]\n\n")
+    assert len(item.response.chunks or []) == 1  # as upstream wrote it
+    await close(client)
+    server.stop()
+
+    replay = (openai.OpenAI if sync else openai.AsyncOpenAI)(
+        api_key="sk-test", base_url=server.url, max_retries=0
+    )
+    with llmreplay.cassette(path) as again:
+        events = await collect(_chat(replay, True))
+    await close(replay)
+    assert again.stats.played == 1 and events[-1].choices[0].finish_reason == "stop"
+    assert "".join(e.choices[0].delta.content or "" for e in events if e.choices) == "echo: a b c d"
