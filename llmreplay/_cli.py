@@ -29,7 +29,7 @@ DEFAULT_PICKLE_URL = "https://api.openai.com/v1/chat/completions"  # _pickle_imp
 
 # Written by the pytest plugin (pytest_plugin.PLAYED_DIR / PLAYED_FILE), beside the cassettes.
 PLAYED_FILE = ".llmreplay/played.json"
-_OLD_PLAYED_FILE = ".llmreplay-played.json"  # where versions before 0.2 wrote it
+_OLD_PLAYED_FILE = ".llmreplay-played.json"  # where earlier versions wrote it
 
 
 class _Progress:
