@@ -23,7 +23,8 @@ from .retry import RetryPolicy
 from .tinytroupe import Defaults, IniView, config as ini, default
 
 _lock = threading.Lock()
-_registry: dict[str, BaseClient | type[BaseClient]] = {"openai": OpenAIClient, "azure": AzureClient}
+_BUILT_IN: dict[str, type[BaseClient]] = {"openai": OpenAIClient, "azure": AzureClient}
+_registry: dict[str, BaseClient | type[BaseClient]] = dict(_BUILT_IN)
 _forced_type: list[str | None] = [None]
 
 
@@ -75,10 +76,23 @@ def force_api_type(api_type: str | None) -> None:
 
 
 def force_api_cache(enabled: bool, file: str | None = None) -> None:
-    """Turn the API-call cache on or off for every client, optionally at ``file``."""
+    """Turn the API-call cache on or off for every client, optionally at ``file``.
+
+    A registered client whose class overrides ``set_api_cache`` (a TinyTroupe hook) has it
+    called too, as TinyTroupe's ``force_api_cache`` did.
+    """
     force("CACHE_API_CALLS", enabled, "force_api_cache")
     if file is not None:
         force("CACHE_FILE_NAME", file, "force_api_cache")
+    with _lock:
+        hooked = [
+            entry
+            for entry in _registry.values()
+            if not isinstance(entry, type)
+            and type(entry).set_api_cache is not BaseClient.set_api_cache
+        ]
+    for entry in hooked:
+        entry.set_api_cache(enabled, file)
 
 
 def force_default_value(key: str, value: Any) -> None:
@@ -88,13 +102,13 @@ def force_default_value(key: str, value: Any) -> None:
 
 
 def reset() -> None:
-    """Undo every ``force_*`` and forget built clients (for tests)."""
+    """Back to a fresh process (for tests): undo every ``force_*``, forget built clients and
+    registrations beyond the built-in openai and azure."""
     unforce_all()
     _forced_type[0] = None
     with _lock:
-        for name, entry in list(_registry.items()):
-            if not isinstance(entry, type):
-                _registry[name] = type(entry)
+        _registry.clear()
+        _registry.update(_BUILT_IN)
 
 
 def get_embedding(text: str | list[str], model: str | None = None) -> Any:

@@ -70,7 +70,18 @@ _CALL_OPTIONS = (
 _UNSUPPORTED_HOOKS = {
     "_save_cache": "the cache is a msgpack cassette that llmreplay saves itself",
     "_load_cache": "the cache is a msgpack cassette that llmreplay loads itself",
+    "_get_cached_response": "the cache is a msgpack cassette that llmreplay reads itself",
+    "_is_reasoning_model": (
+        "llmreplay sends parameters as given; for a reasoning model set "
+        "MAX_COMPLETION_TOKENS and pass reasoning_effort= (and no temperature) per call"
+    ),
 }
+_CHAT_HOOKS = ("_setup_from_config", "_raw_model_call", "_raw_model_response_extractor")
+_EMBEDDING_HOOKS = (
+    "_setup_from_config",
+    "_raw_embedding_model_call",
+    "_raw_embedding_model_response_extractor",
+)
 
 
 # Forced settings (force_api_cache, force_default_value), shared by every client; the
@@ -134,6 +145,7 @@ class BaseClient:
         self._config = ClientConfig()
         self.waits: list[float] = []  # every backoff this client asked for, in order
         self.client: Any = None  # what TinyTroupe's _setup_from_config sets; see there
+        type(self).check_hooks()
 
     # -- configuration -------------------------------------------------------------------
 
@@ -304,8 +316,20 @@ class BaseClient:
         """TinyTroupe hook: the vectors out of a raw embedding response."""
         return [item.embedding for item in response.data]
 
-    def _overrides(self, name: str) -> bool:
-        return getattr(type(self), name) is not getattr(BaseClient, name)
+    def _hooked(self, names: Sequence[str]) -> bool:
+        """Whether this class overrides any of the TinyTroupe hooks ``names``."""
+        return any(getattr(type(self), n) is not getattr(BaseClient, n) for n in names)
+
+    def _log_tokens(self, request: Mapping[str, Any]) -> None:
+        # TinyTroupe logged the token count of every request at DEBUG, via _count_tokens.
+        if logger.isEnabledFor(logging.DEBUG):
+            tokens = self._count_tokens(request["messages"], request["model"])
+            logger.debug(
+                "sending %d message(s) to %s, %s tokens",
+                len(request["messages"]),
+                request["model"],
+                tokens,
+            )
 
     @classmethod
     def check_hooks(cls) -> None:
@@ -490,7 +514,8 @@ class BaseClient:
         options = {name: params.pop(name) for name in _CALL_OPTIONS if name in params}
         policy = self._call_policy(options)
         request = self._request(messages, params, self._dedent(options))
-        if self._overrides("_raw_model_call") or self._overrides("_setup_from_config"):
+        self._log_tokens(request)
+        if self._hooked(_CHAT_HOOKS):
             return _returned(self._hooked_call(request, response_format, policy), options)
         sdk = self.sdk()
         with self._flight("chat", request, _format_name(response_format), stream):
@@ -525,7 +550,20 @@ class BaseClient:
         on_chunk: Callable[[str], None] | None = None,
         **params: Any,
     ) -> Any:
-        """``send_message`` for async code, on an ``AsyncOpenAI``-style client."""
+        """``send_message`` for async code, on an ``AsyncOpenAI``-style client (a client
+        with TinyTroupe hooks runs them, which are sync, in a worker thread)."""
+        if self._hooked(_CHAT_HOOKS):
+            import anyio
+
+            return await anyio.to_thread.run_sync(
+                lambda: self.send_message(
+                    messages,
+                    response_format=response_format,
+                    stream=stream,
+                    on_chunk=on_chunk,
+                    **params,
+                )
+            )
         options = {name: params.pop(name) for name in _CALL_OPTIONS if name in params}
         policy = self._call_policy(options)
         request = self._request(messages, params, self._dedent(options))
@@ -543,7 +581,7 @@ class BaseClient:
     def get_embedding(self, text: str | list[str], model: str | None = None) -> Any:
         """The embedding of ``text`` (a list of floats), or of each string of a list."""
         model = self._deployment(model or self.config.embedding_model)
-        if self._overrides("_raw_embedding_model_call") or self._overrides("_setup_from_config"):
+        if self._hooked(_EMBEDDING_HOOKS):
 
             def attempt() -> Any:
                 self._setup_from_config()
@@ -560,6 +598,10 @@ class BaseClient:
 
     async def aget_embedding(self, text: str | list[str], model: str | None = None) -> Any:
         """``get_embedding`` for async code."""
+        if self._hooked(_EMBEDDING_HOOKS):
+            import anyio
+
+            return await anyio.to_thread.run_sync(lambda: self.get_embedding(text, model))
         model = self._deployment(model or self.config.embedding_model)
         sdk = self.sdk(asynchronous=True)
         async with self._aflight("embedding", model, text):

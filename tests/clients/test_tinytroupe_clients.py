@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import openai
 import pytest
@@ -255,3 +255,52 @@ def test_tinytroupe_call_spellings(
     parsed = client.send_message(HELLO, response_format=Answer, enable_pydantic_model_return=True)
     assert parsed == Answer(answer="echo: hello")
     client.close()
+
+
+@pytest.mark.anyio
+async def test_every_chat_hook_is_honoured_sync_and_async(
+    server: LoopbackServer, sync: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Shouting(llmreplay.OpenAIClient):
+        counted: ClassVar[list[str]] = []
+        cache_calls: ClassVar[list[tuple[bool, Any]]] = []
+
+        def _raw_model_response_extractor(self, response: Any) -> Any:
+            message = response.choices[0].message
+            return {"role": message.role, "content": message.content.upper()}
+
+        def _count_tokens(self, messages: Any, model: str) -> int | None:
+            Shouting.counted.append(model)
+            return 42
+
+        def set_api_cache(self, cache_api_calls: bool, cache_file_name: str | None = None) -> None:
+            Shouting.cache_calls.append((cache_api_calls, cache_file_name))
+            super().set_api_cache(cache_api_calls, cache_file_name)
+
+    client = Shouting(base_url=server.url)
+    llmreplay.register_client("shouting", client)
+    llmreplay.force_api_cache(False)  # TinyTroupe called set_api_cache on every client
+    assert Shouting.cache_calls == [(False, None)]
+    call = client.send_message if sync else client.asend_message
+    with caplog.at_level(logging.DEBUG, logger="llmreplay"):
+        reply = await resolve(call(HELLO))
+    assert reply["content"] == "ECHO: HELLO"  # the SDK call, then the subclass's extractor
+    assert Shouting.counted == ["gpt-4o-mini"] and "42 tokens" in caplog.text
+
+    backend = EchoBackend()
+    call = backend.send_message if sync else backend.asend_message
+    assert (await resolve(call(HELLO))).content == "custom: hello"
+    embed = backend.get_embedding if sync else backend.aget_embedding
+    assert await resolve(embed("abc")) == [3.0]
+    client.close()
+
+
+def test_reasoning_model_hook_is_refused_with_what_to_do_instead() -> None:
+    class Reasoning(llmreplay.OpenAIClient):
+        def _is_reasoning_model(self, model: str) -> bool:
+            return model.startswith("o")
+
+    with pytest.raises(llmreplay.ConfigError, match="MAX_COMPLETION_TOKENS"):
+        llmreplay.register_client("reasoning", Reasoning)
+    with pytest.raises(llmreplay.ConfigError, match=r"Reasoning\._is_reasoning_model"):
+        Reasoning()
