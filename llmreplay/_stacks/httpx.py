@@ -18,12 +18,42 @@ import httpx
 import httpx2
 
 from .. import _patch
+from .._errors import LLMReplayError
 from . import AsyncNativeStream, NativeStream, aexchange, exchange
 
 if TYPE_CHECKING:
     from .._cassette import Cassette
 
 _originals: dict[type[Any], Any] = {}
+
+# SDKs (by User-Agent) whose retry loop catches every exception a transport raises, retries
+# it and re-raises it as a bare "Connection error." (groq 1.x). A miss or a refusal reaches
+# them as an answer instead, which they neither retry (``x-should-retry: false``) nor
+# reword (a plain-text body becomes the error message verbatim); the exception itself stays
+# in ``err.response.extensions["llmreplay_error"]``.
+WRAPPING_SDKS = ("Groq/",)
+REFUSAL_STATUS = 599
+
+
+def _refused(exc: LLMReplayError, request: httpx.Request) -> httpx.Response:
+    """Raise ``exc`` for ``request``, or answer it, for an SDK that would wrap it."""
+    if not request.headers.get("user-agent", "").startswith(WRAPPING_SDKS):
+        raise exc
+    return _refusal(exc, request)
+
+
+def _refusal(exc: LLMReplayError, request: httpx.Request) -> httpx.Response:
+    return httpx.Response(
+        REFUSAL_STATUS,
+        headers={
+            "content-type": "text/plain; charset=utf-8",
+            "x-should-retry": "false",
+            "x-llmreplay-error": type(exc).__name__,
+        },
+        content=str(exc).encode(),
+        request=request,
+        extensions={"llmreplay_error": exc},
+    )
 
 
 def _error(exc: httpx2.HTTPError, request: httpx.Request) -> Exception:
@@ -127,6 +157,8 @@ class HttpxTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             answer = exchange(self.cassette, _to_httpx2(request), send)
         except httpx2.HTTPError as exc:
             raise _error(exc, request) from exc
+        except LLMReplayError as exc:
+            return _refused(exc, request)
         return _native(answer, request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -145,6 +177,8 @@ class HttpxTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             answer = await aexchange(self.cassette, _to_httpx2(request), send)
         except httpx2.HTTPError as exc:
             raise _error(exc, request) from exc
+        except LLMReplayError as exc:
+            return _refused(exc, request)
         return _native(answer, request)
 
     def close(self) -> None:
@@ -154,6 +188,19 @@ class HttpxTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         if isinstance(self._upstream, httpx.AsyncBaseTransport):
             await self._upstream.aclose()
+
+
+class _Refusing(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """What a client gets for a request the guard refused outside every cassette."""
+
+    def __init__(self, exc: LLMReplayError) -> None:
+        self._exc = exc
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return _refused(self._exc, request)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return _refused(self._exc, request)
 
 
 def _reaches_network(upstream: object, method: str) -> bool:
@@ -166,7 +213,10 @@ def _sync_transport_for_url(self: httpx.Client, url: httpx.URL) -> httpx.BaseTra
     upstream: httpx.BaseTransport = _originals[httpx.Client](self, url)
     if isinstance(upstream, HttpxTransport):
         return upstream
-    cassette = _patch.route(str(url), network=_reaches_network(upstream, "handle_request"))
+    try:
+        cassette = _patch.route(str(url), network=_reaches_network(upstream, "handle_request"))
+    except LLMReplayError as exc:
+        return _Refusing(exc)
     return upstream if cassette is None else HttpxTransport(cassette, upstream)
 
 
@@ -174,7 +224,11 @@ def _async_transport_for_url(self: httpx.AsyncClient, url: httpx.URL) -> httpx.A
     upstream: httpx.AsyncBaseTransport = _originals[httpx.AsyncClient](self, url)
     if isinstance(upstream, HttpxTransport):
         return upstream
-    cassette = _patch.route(str(url), network=_reaches_network(upstream, "handle_async_request"))
+    try:
+        network = _reaches_network(upstream, "handle_async_request")
+        cassette = _patch.route(str(url), network=network)
+    except LLMReplayError as exc:
+        return _Refusing(exc)
     return upstream if cassette is None else HttpxTransport(cassette, upstream)
 
 

@@ -80,8 +80,14 @@ class _Body:
     urllib3's ``read_chunked`` yields the recorded chunks. Cut streams raise what a broken
     socket would, which urllib3 turns into its own errors."""
 
-    def __init__(self, answer: httpx2.Response) -> None:
+    def __init__(self, answer: httpx2.Response, method: str) -> None:
         self._answer = answer
+        # What urllib3 and requests read from http.client's response: the method (a HEAD
+        # has no body), the headers as an HTTPMessage (requests' cookie jar reads them).
+        self._method = method
+        self.msg = http.client.HTTPMessage()
+        for name, value in answer.headers.multi_items():
+            self.msg[name] = value
         stream = answer.stream
         assert isinstance(stream, httpx2.SyncByteStream)
         self._chunks: Iterator[bytes] | None = iter(stream)
@@ -152,8 +158,9 @@ def _native(
     headers = urllib3.HTTPHeaderDict()
     for name, value in answer.headers.multi_items():
         headers.add(name, value)
+    body = _Body(answer, method)
     return urllib3.HTTPResponse(
-        body=_Body(answer),  # type: ignore[arg-type]  # file-like: read(), close()
+        body=body,  # type: ignore[arg-type]  # file-like: read(), close()
         headers=headers,
         status=answer.status_code,
         version=11,
@@ -167,6 +174,10 @@ def _native(
         enforce_content_length=kw["enforce_content_length"],
         request_method=method,
         request_url=url,
+        # As for http.client's response: once it is read to the end, urllib3 gives the
+        # connection back to the pool.
+        original_response=body,  # type: ignore[arg-type]
+        msg=body.msg,
     )
 
 

@@ -1,0 +1,64 @@
+"""Every HTTP stack and SDK x {sync, async, stream}: record through the loopback server,
+replay with the server stopped (identical text, nothing received), and a 429 injected in
+replay that the client retries. Secrets never reach the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import llmreplay
+from llmreplay.faults import PASS, RateLimit, sequence
+from tests.server import LoopbackServer
+from tests.stacks.clients import CASES, CLIENTS, KEY
+
+pytestmark = [
+    # Warnings of the SDKs themselves, not of llmreplay: litellm's pydantic models and
+    # google-genai's aiohttp session class.
+    pytest.mark.filterwarnings("ignore:Item '\\w+' on TypedDict"),
+    pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession"),
+]
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES, ids=[f"{n}-{v}" for n, v in CASES])
+def test_records_replays_offline_and_retries_a_429(
+    name: str, variant: str, server: LoopbackServer, tmp_path: Path
+) -> None:
+    client = CLIENTS[name]
+    path = tmp_path / "cassette.msgpack"
+    prompt = f"{name} {variant}"
+
+    # Given a recording made through the real client and the loopback server
+    with llmreplay.cassette(path, mode="record") as cas:
+        recorded = client.call(server.origin, prompt, variant)
+    assert recorded.startswith(f"echo: {prompt}")
+    assert len(server.requests) == 1
+    assert cas.stats.recorded == 1
+    assert path.exists()
+    assert KEY.encode() not in path.read_bytes()
+
+    # When it replays with the server stopped
+    server.stop()
+    with llmreplay.cassette(path, mode="replay") as cas:
+        replayed = client.call(server.origin, prompt, variant)
+    # Then the answer is identical and nothing reached the network
+    assert replayed == recorded
+    assert cas.stats.played == 1
+    assert len(server.requests) == 1
+
+    # And a 429 injected in replay is retried by the client, in milliseconds
+    schedule = sequence([RateLimit(), PASS])
+    with llmreplay.cassette(path, mode="replay", faults=schedule) as cas:
+        if variant in client.no_retry:  # the client's own rate-limit error, once
+            with pytest.raises(Exception, match="429") as info:
+                client.call(server.origin, prompt, variant)
+            assert not isinstance(info.value, llmreplay.LLMReplayError)
+            assert schedule.verdict().faults == ["http_429"]
+            return
+        retried = client.call(server.origin, prompt, variant)
+    assert retried == recorded
+    assert schedule.verdict().faults == ["http_429", "pass"]
+    assert cas.stats.played == 1
+    assert len(server.requests) == 1
