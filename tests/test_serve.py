@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,8 +24,9 @@ import pytest
 import llmreplay
 from llmreplay import _patch
 from llmreplay._errors import ConfigError
-from llmreplay._serve import PRESETS, ServeApp, cassette_file, parse_upstreams
-from llmreplay._serve_run import InProcessServer, check_host, is_loopback
+from llmreplay._serve import ServeApp
+from llmreplay._serve_routes import PRESETS, cassette_file, parse_upstreams, target
+from llmreplay._serve_run import InProcessServer, check_host, is_loopback, serve_forever
 from tests.helpers import close, collect, fake_key, resolve
 from tests.server import LoopbackServer
 
@@ -270,6 +272,14 @@ def test_errors_are_json_answers_that_say_why(
     assert (no_route.status_code, no_route.headers["x-llmreplay-error"]) == (404, "no-route")
     assert "/anthropic" in no_route.json()["error"]["message"]
     assert (broken.status_code, broken.headers["x-llmreplay-error"]) == (599, "cassette")
+    with httpx2.Client() as client:
+        azure = client.post(f"{proxy.url}/azure/BAD_NAME/openai/x", json=CHAT)
+    assert (azure.status_code, azure.headers["x-llmreplay-error"]) == (404, "no-route")
+    single = start(served, server, "replay", cassette=tmp_path / "one.msgpack")
+    with httpx2.Client() as client:
+        named = client.post(f"{single.url}/_c/other/fake/v1/chat/completions", json=CHAT)
+    assert (named.status_code, named.headers["x-llmreplay-error"]) == (400, "bad-cassette")
+    assert "--dir" in named.json()["error"]["message"]
     assert server.requests == []
     assert not (tmp_path.parent / "up.msgpack").exists()
 
@@ -345,24 +355,24 @@ def test_control_api_health_and_stats(
 
 
 def test_routes_cover_the_providers_and_upstream_overrides() -> None:
-    app = ServeApp(upstreams=parse_upstreams(["local=http://127.0.0.1:11434/", "openai=http://gw"]))
-    assert app.target("/anthropic/v1/messages", b"") == (
+    routes = parse_upstreams(["local=http://127.0.0.1:11434/", "openai=http://gw"])
+    assert target(routes, "/anthropic/v1/messages", b"") == (
         None,
         f"{PRESETS['anthropic']}/v1/messages",
     )
-    assert app.target("/openai/v1/models", b"") == (None, "http://gw/v1/models")
-    assert app.target("/_c/team%2Fa/local/api/chat", b"x=1") == (
+    assert target(routes, "/openai/v1/models", b"") == (None, "http://gw/v1/models")
+    assert target(routes, "/_c/team%2Fa/local/api/chat", b"x=1") == (
         "team/a",
         "http://127.0.0.1:11434/api/chat?x=1",
     )
-    assert app.target("/azure/myres/openai/deployments/d/chat/completions", b"api-version=1")[
+    assert target(routes, "/azure/myres/openai/deployments/d/chat/completions", b"api-version=1")[
         1
     ] == ("https://myres.openai.azure.com/openai/deployments/d/chat/completions?api-version=1")
-    assert app.target("/gemini/v1beta/models/g:generateContent", b"")[1] == (
+    assert target(routes, "/gemini/v1beta/models/g:generateContent", b"")[1] == (
         "https://generativelanguage.googleapis.com/v1beta/models/g:generateContent"
     )
     for route in ("groq", "mistral", "openrouter"):
-        assert app.target(f"/{route}/v1/chat/completions", b"")[1].startswith("https://")
+        assert target(routes, f"/{route}/v1/chat/completions", b"")[1].startswith("https://")
     for bad in ("local", "a b=http://x", "x=ftp://host", "x=nohost"):
         with pytest.raises(ConfigError, match="--upstream"):
             parse_upstreams([bad])
@@ -403,9 +413,61 @@ def test_the_cli_refuses_a_non_loopback_host_before_binding(
     assert "--allow-remote" in capsys.readouterr().err
     assert main(["serve", "--port", "0"]) == 2
     assert "--cassette FILE or --dir DIR" in capsys.readouterr().err
+    assert main(["serve", "--mode", "replya", "--dir", str(tmp_path)]) == 2
+    assert "'replya' from llmreplay serve --mode is not a valid mode" in capsys.readouterr().err
+    monkeypatch.setenv("LLMREPLAY_MODE", "nope")
+    assert main(["serve", "--cassette", str(tmp_path / "c.msgpack")]) == 2
+    assert "from the LLMREPLAY_MODE environment variable" in capsys.readouterr().err
 
 
 # -- the command: startup line, a log line per request, clean shutdown ----------------------
+
+
+def test_serve_forever_stops_cleanly_on_sigterm_in_this_process(
+    tmp_path: Path, server: LoopbackServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given: the foreground server in this (main) thread; a helper thread uses it, then
+    # sends this process SIGTERM, which the server catches
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    app = ServeApp(
+        mode="record",
+        cassette=tmp_path / "fg.msgpack",
+        upstreams=parse_upstreams([f"fake={server.origin}"]),
+    )
+    answers: list[int] = []
+
+    def use_then_stop() -> None:
+        with httpx2.Client(base_url=url) as client:
+            for _ in range(200):
+                try:
+                    client.get("/_llmreplay/health")
+                    break
+                except httpx2.ConnectError:
+                    time.sleep(0.02)
+            auth = {"authorization": f"Bearer {fake_key('sk-')}"}
+            _patch.pass_through(url)
+            try:
+                answers.append(
+                    client.post("/fake/v1/chat/completions", json=CHAT, headers=auth).status_code
+                )
+            finally:
+                _patch.pass_through(url, on=False)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    helper = threading.Thread(target=use_then_stop)
+    helper.start()
+    # When
+    code = serve_forever(app, "127.0.0.1", port)
+    helper.join()
+    # Then
+    assert code == 0 and answers == [200]
+    assert len(llmreplay.cassette(tmp_path / "fg.msgpack").interactions) == 1
+    err = capsys.readouterr().err
+    assert f"listening on {url} (mode=record, cassette={tmp_path / 'fg.msgpack'})" in err
+    assert "stopped (SIGTERM); 1 cassette(s) written" in err
 
 
 def _start_cli(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], str, Path]:
@@ -479,21 +541,27 @@ import os, pytest
 
 @pytest.fixture(scope="session")
 def llm_proxy_upstreams():
-    return {"openai": os.environ["FAKE_ORIGIN"]}
+    return {"openai": os.environ["FAKE_ORIGIN"], "anthropic": os.environ["FAKE_ORIGIN"]}
 """
 
 PROXY_TESTS = """
-import openai, os
+import anthropic, openai, os
 from llmreplay.faults import PASS, RateLimit
 
-def test_in_process_client_goes_through_the_proxy_once(llm_proxy):
+def test_in_process_clients_go_through_the_proxy_once(llm_proxy):
     assert os.environ["OPENAI_BASE_URL"] == llm_proxy.base_url("openai/v1")
+    assert os.environ["ANTHROPIC_BASE_URL"] == llm_proxy.base_url("anthropic")
     client = openai.OpenAI(max_retries=0)  # configured by the environment llm_proxy set
     reply = client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "in process"}])
     assert reply.choices[0].message.content == "echo: in process"
     client.close()
-    assert len(llm_proxy.cassette.interactions) == 1
+    claude = anthropic.Anthropic(max_retries=0)
+    message = claude.messages.create(
+        model="claude-opus-4-6", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    assert message.content[0].text == "echo: hi"
+    claude.close()
+    assert len(llm_proxy.cassette.interactions) == 2
 
 def test_faults_apply_to_proxied_calls(llm_proxy, llm_faults):
     llm_faults.use([RateLimit(), PASS])
@@ -520,20 +588,22 @@ def test_llm_proxy_fixture_records_then_replays_the_readme_example(
     pytester.makeconftest(PROXY_CONFTEST)
     monkeypatch.setenv("FAKE_ORIGIN", server.origin)
     monkeypatch.setenv("OPENAI_API_KEY", fake_key("sk-"))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", fake_key("sk-ant-"))
     # When: recorded, then replayed with the provider stopped and no key
     recorded = pytester.runpytest("--llm-mode=record")
     recorded.assert_outcomes(passed=3)
-    recorded.stdout.fnmatch_lines(["0 replayed, 3 recorded, 0 live, 1 faults injected*"])
-    assert len(server.requests) == 3
+    recorded.stdout.fnmatch_lines(["0 replayed, 4 recorded, 0 live, 1 faults injected*"])
+    assert len(server.requests) == 4
     cassette = pytester.path / "fixtures/cassettes/test_summarize/test_summarize_cli.msgpack"
     assert fake_key("sk-").encode() not in cassette.read_bytes()
     (item,) = llmreplay.cassette(cassette).interactions
     assert json.loads(item.request.body)["messages"][0]["content"] == "hello"
     server.stop()
     monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
     replayed = pytester.runpytest()
     # Then: every test passes from its own cassette and the provider saw nothing more
     replayed.assert_outcomes(passed=3)
-    replayed.stdout.fnmatch_lines(["3 replayed, 0 recorded, 0 live, 1 faults injected*"])
-    assert len(server.requests) == 3
+    replayed.stdout.fnmatch_lines(["4 replayed, 0 recorded, 0 live, 1 faults injected*"])
+    assert len(server.requests) == 4
     assert "OPENAI_BASE_URL" not in os.environ  # the fixture's environment was undone
