@@ -14,13 +14,13 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import _inspect
 from ._errors import CassetteError, LLMReplayError
-from ._format import FORMAT_VERSION, Interaction, encode
+from ._format import FORMAT_VERSION, Interaction
 from ._match import KeySpec, RequestView, closest
 from ._scrub import DEFAULT_FILTER_QUERY
 from ._version import __version__
@@ -258,57 +258,40 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def _vcr_sources(inputs: Iterable[str]) -> list[Path]:
-    found: list[Path] = []
-    for name in inputs:
-        path = Path(name)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json"))
-        else:
-            found.append(path)
-    return found
-
-
-def cmd_import_vcr(args: argparse.Namespace) -> int:
-    from ._storage import FileStorage
-    from ._vcr import load_vcr
-
+def _vcr_missing(command: str) -> bool:
+    """Whether vcrpy or PyYAML is missing (then say which extra to install)."""
     try:
         import vcr  # noqa: F401 - only to say which extra is missing, before any work
         import yaml  # noqa: F401
     except ImportError:
         sys.stderr.write(
-            "llmreplay: import-vcr reads vcrpy cassettes with vcrpy and PyYAML, which are "
+            f"llmreplay: {command} reads vcrpy cassettes with vcrpy and PyYAML, which are "
             "not installed: pip install 'pytest-llmreplay[vcr]'\n"
         )
-        return 2
+        return True
+    return False
 
-    sources = _vcr_sources(args.inputs)
+
+def cmd_import_vcr(args: argparse.Namespace) -> int:
+    from . import _vcr_import
+
+    if _vcr_missing("import-vcr"):
+        return 2
+    for name in args.inputs:
+        _existing(name)
+    deserializer = _vcr_import.load_deserializer(args.deserializer) if args.deserializer else None
     out = Path(args.output)
-    storage = FileStorage()
-    imported: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
-    progress = _Progress(len(sources))
-    for index, source in enumerate(sources, 1):
-        progress.step(index, str(source))
-        try:
-            items = load_vcr(source)
-        except (LLMReplayError, OSError) as exc:
-            skipped.append({"path": str(source), "reason": str(exc)})
-            continue
-        if not items:
-            skipped.append({"path": str(source), "reason": "it holds no interactions"})
-            continue
-        target = out / (source.stem + ".msgpack")
-        storage.save(target, encode(items, _spec().describe()))
-        imported.append({"path": str(source), "cassette": str(target), "interactions": len(items)})
+    pairs = _vcr_import.sources(args.inputs, out)
+    progress = _Progress(len(pairs))
+    outcome = _vcr_import.convert(
+        pairs, deserializer=deserializer, overwrite=args.overwrite, progress=progress.step
+    )
     progress.done()
-    total = sum(i["interactions"] for i in imported)
-    text = "".join(f"skipped {s['path']}: {s['reason']}\n" for s in skipped)
-    text += f"imported {len(imported)} cassette(s) ({total} interactions) into {out}"
-    text += f"; skipped {len(skipped)}\n"
-    _out(args, {"imported": imported, "skipped": skipped}, text)
-    return 1 if skipped and not imported else 0
+    text = "".join(f"skipped {s['path']}: {s['reason']}\n" for s in outcome.skipped)
+    text += f"imported {len(outcome.imported)} cassette(s) ({outcome.interactions} interactions)"
+    text += f" into {out}; skipped {len(outcome.skipped)}\n"
+    _out(args, {"imported": outcome.imported, "skipped": outcome.skipped}, text)
+    return 1 if outcome.skipped else 0
 
 
 def cmd_import_pickle(args: argparse.Namespace) -> int:
@@ -424,6 +407,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="FILE|DIR")
     p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.add_argument(
+        "--deserializer",
+        metavar="MODULE:FUNCTION",
+        help="read files a custom vcrpy serializer wrote: the function takes the file's text "
+        "and returns vcrpy's cassette dict",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p = command(
         "import-pickle",
         cmd_import_pickle,

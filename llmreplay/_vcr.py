@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,22 +57,105 @@ def split_events(body: bytes) -> list[bytes]:
     return [m.group(0) for m in _SSE_EVENT.finditer(body) if m.group(0)]
 
 
-def load_vcr(path: str | Path, spec: KeySpec | None = None) -> list[Interaction]:
-    """The interactions of the vcrpy cassette at ``path``, keyed and scrubbed."""
+Deserializer = Callable[[str], Any]
+
+_HOW_TO_HOOK = (
+    "If a custom vcrpy serializer wrote it, pass that serializer's reader: "
+    "llmreplay import-vcr --deserializer module:function (the function takes the file's text "
+    "and returns vcrpy's cassette dict {'interactions': [...]}, as a vcrpy serializer's "
+    "deserialize does)."
+)
+
+
+def _unknown(path: Path, what: str) -> CassetteError:
+    return CassetteError(
+        path, f"unknown format: {what}, not vcrpy's cassette layout", hint=_HOW_TO_HOOK
+    )
+
+
+def _layout(path: Path, data: Any) -> tuple[list[Any], list[dict[str, Any]]]:
+    """vcrpy's requests and responses from a deserialized cassette, or a ``CassetteError``
+    saying which part of vcrpy's layout is missing (the format is unknown, not broken)."""
+    from vcr.request import Request
+    from vcr.serializers import compat
+
+    if (  # vcr.serialize.deserialize()'s (requests, responses[, metadata])
+        isinstance(data, tuple | list)
+        and len(data) in (2, 3)
+        and all(isinstance(part, list) for part in data[:2])
+        and all(isinstance(r, Request) for r in data[0])
+    ):
+        return list(data[0]), [compat.convert_to_bytes(r) for r in data[1]]
+    if isinstance(data, list):
+        data = {"interactions": data}
+    if not isinstance(data, dict) or not isinstance(data.get("interactions"), list):
+        raise _unknown(path, "it has no 'interactions' list")
+    requests, responses = [], []
+    for number, entry in enumerate(data["interactions"]):
+        request = entry.get("request") if isinstance(entry, dict) else None
+        response = entry.get("response") if isinstance(entry, dict) else None
+        if not isinstance(request, dict) or not isinstance(response, dict):
+            raise _unknown(path, f"interaction {number} has no 'request' and 'response'")
+        missing = [k for k in ("method", "uri", "body", "headers") if k not in request]
+        missing += [f"response {k}" for k in ("status", "body") if k not in response]
+        if missing:
+            raise _unknown(path, f"interaction {number} has no {', '.join(map(repr, missing))}")
+        try:
+            requests.append(Request._from_dict(dict(request)))
+            int(response["status"]["code"])
+            if not isinstance(response["body"], dict):
+                raise TypeError("the response body is not a mapping with a 'string'")
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise _unknown(path, f"interaction {number} does not read as vcrpy's ({exc})") from None
+        responses.append(compat.convert_to_bytes(dict(response)))
+    return requests, responses
+
+
+def _parse(path: Path, deserializer: Deserializer | None) -> Any:
+    from vcr.serializers import jsonserializer, yamlserializer
+
     try:
-        from vcr.serialize import deserialize
-        from vcr.serializers import jsonserializer, yamlserializer
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "reading vcrpy cassettes needs vcrpy: pip install 'llmreplay[vcr]'"
-        ) from None
-    path = Path(path)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise _unknown(path, "it is not UTF-8 text") from None
+    if deserializer is not None:
+        try:
+            return deserializer(text)
+        except Exception as exc:  # the project's own code: any failure is this file's finding
+            raise CassetteError(
+                path,
+                f"the --deserializer failed on it ({type(exc).__name__}: {str(exc)[:200]})",
+                hint="Check that the deserializer reads this file, or leave the file out.",
+            ) from None
     serializer = jsonserializer if path.suffix.lower() == ".json" else yamlserializer
     try:
-        loaded = deserialize(path.read_text(encoding="utf-8"), serializer)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CassetteError(path, f"not a readable vcrpy cassette ({exc})") from None
-    requests, responses = loaded[0], loaded[1]
+        return serializer.deserialize(text)
+    except ValueError as exc:  # json.JSONDecodeError, and vcrpy's refusals
+        raise _unknown(path, f"it is not JSON ({str(exc)[:200]})") from None
+    except Exception as exc:  # yaml.YAMLError and its subclasses (yaml is an optional import)
+        if type(exc).__module__.startswith("yaml"):
+            raise _unknown(path, f"it is not YAML that vcrpy reads ({str(exc)[:200]})") from None
+        raise
+
+
+def load_vcr(
+    path: str | Path, spec: KeySpec | None = None, *, deserializer: Deserializer | None = None
+) -> list[Interaction]:
+    """The interactions of the vcrpy cassette at ``path``, keyed and scrubbed.
+
+    ``deserializer`` reads a file a custom vcrpy serializer wrote: it takes the file's text
+    and returns vcrpy's cassette dict (``{"interactions": [...]}``), the list of
+    interactions, or ``vcr.serialize.deserialize``'s ``(requests, responses)``. A file that
+    parses but is not in vcrpy's layout is a ``CassetteError`` saying the format is unknown.
+    """
+    try:
+        import vcr  # noqa: F401
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "reading vcrpy cassettes needs vcrpy: pip install 'pytest-llmreplay[vcr]'"
+        ) from None
+    path = Path(path)
+    requests, responses = _layout(path, _parse(path, deserializer))
     scrubber = Scrubber()
     spec = spec or KeySpec.build(None, (), scrubber.query)
     items: list[Interaction] = []
