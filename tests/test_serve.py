@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -607,3 +608,28 @@ def test_llm_proxy_fixture_records_then_replays_the_readme_example(
     replayed.stdout.fnmatch_lines(["4 replayed, 0 recorded, 0 live, 1 faults injected*"])
     assert len(server.requests) == 4
     assert "OPENAI_BASE_URL" not in os.environ  # the fixture's environment was undone
+
+
+def test_the_readme_compose_service_is_a_valid_serve_invocation() -> None:
+    # No docker daemon here: the README says so. What can be checked without one is checked:
+    # the YAML parses, the command parses as `llmreplay serve`, its address is allowed, and
+    # the app's base URL routes to the provider with the cassette it names.
+    import yaml
+
+    from llmreplay._cli import _parser
+
+    text = (ROOT / "README.md").read_text()
+    (block,) = re.findall(r"```yaml\n(services:.*?)```", text, re.S)
+    services = yaml.safe_load(block)["services"]
+    shell, flag, script = shlex.split(services["llm"]["command"])
+    assert (shell, flag) == ("sh", "-c")
+    command = shlex.split(script.split("&&")[1])
+    assert command[0] == "llmreplay"
+    args = _parser().parse_args(command[1:])
+    check_host(args.host, allow_remote=args.allow_remote)
+    assert args.dir == services["llm"]["volumes"][0].split(":")[1]
+    port = int(args.port)
+    base = services["app"]["environment"]["OPENAI_BASE_URL"]
+    assert base.startswith(f"http://llm:{port}/_c/")
+    path = httpx2.URL(base).path + "/chat/completions"
+    assert target(PRESETS, path, b"") == ("app", "https://api.openai.com/v1/chat/completions")
