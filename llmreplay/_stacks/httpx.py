@@ -31,7 +31,7 @@ _originals: dict[type[Any], Any] = {}
 # them as an answer instead, which they neither retry (``x-should-retry: false``) nor
 # reword (a plain-text body becomes the error message verbatim); the exception itself stays
 # in ``err.response.extensions["llmreplay_error"]``.
-WRAPPING_SDKS = ("Groq/",)
+WRAPPING_SDKS = ("Groq/", "AsyncGroq/")
 REFUSAL_STATUS = 599
 
 

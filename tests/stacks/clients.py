@@ -232,7 +232,10 @@ def litellm() -> Any:
     return module
 
 
-def _litellm(provider: str) -> Callable[[str, str, str], str]:
+def litellm_call(provider: str, retries: int | None = None) -> Callable[[str, str, str], str]:
+    """litellm through ``provider`` (``openai``: the openai SDK, on httpx2; ``hosted_vllm``:
+    litellm's own handler, on httpx over aiohttp); ``retries`` is its ``num_retries``."""
+
     def call(origin: str, prompt: str, variant: str) -> str:
         llm = litellm()
         options: dict[str, Any] = {
@@ -240,8 +243,9 @@ def _litellm(provider: str) -> Callable[[str, str, str], str]:
             "api_base": origin + "/v1",
             "api_key": KEY,
             "messages": [{"role": "user", "content": prompt}],
-            "num_retries": 2,
         }
+        if retries is not None:  # litellm's own handler retries a 429 only when asked
+            options["num_retries"] = retries
         if variant == "sync":
             return str(llm.completion(**options).choices[0].message.content)
         if variant == "stream":
@@ -301,8 +305,8 @@ CLIENTS = {
         Client("groq", "httpx", VARIANTS, _groq),
         # cohere 7.x retries 429 on chat but not on chat_stream.
         Client("cohere", "httpx", VARIANTS, _cohere, no_retry=("stream", "astream")),
-        Client("litellm-vllm", "httpx", VARIANTS, _litellm("hosted_vllm")),
-        Client("litellm-openai", "httpx2", VARIANTS, _litellm("openai")),
+        Client("litellm-vllm", "httpx", VARIANTS, litellm_call("hosted_vllm", retries=2)),
+        Client("litellm-openai", "httpx2", VARIANTS, litellm_call("openai")),
         Client("genai", "httpx2", ("sync", "stream"), _genai),
         Client("genai-aiohttp", "aiohttp", ("async", "astream"), _genai),
         Client("aiohttp", "aiohttp", ("async", "astream"), _aiohttp),
