@@ -37,19 +37,25 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import httpx2
 
 from ._cassette import Cassette
 from ._errors import CassetteError, CassetteMiss, ConfigError, LLMReplayError, RequestRefused
 from ._modes import Mode
+from ._serve_routes import (
+    CASSETTE_HEADER,
+    MISS_STATUS,
+    PRESETS,
+    Answer,
+    cassette_file,
+    target,
+)
 from ._transport import CassetteTransport
 from ._version import __version__
 
@@ -60,21 +66,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger("llmreplay.serve")
 
-# The route name in the path -> the provider's base URL. ``{resource}`` takes the next path
-# segment (Azure: one host per resource).
-PRESETS: dict[str, str] = {
-    "openai": "https://api.openai.com",
-    "anthropic": "https://api.anthropic.com",
-    "azure": "https://{resource}.openai.azure.com",
-    "gemini": "https://generativelanguage.googleapis.com",
-    "groq": "https://api.groq.com",
-    "mistral": "https://api.mistral.ai",
-    "openrouter": "https://openrouter.ai",
-}
-CASSETTE_HEADER = "x-llmreplay-cassette"
 ERROR_HEADER = "x-llmreplay-error"
 SOURCE_HEADER = "x-llmreplay-source"
-MISS_STATUS = 599
 CONTROL = "/_llmreplay/"
 # Hop-by-hop headers (RFC 9110 7.6.1) and those the other side recomputes.
 _HOP = frozenset(
@@ -90,81 +83,12 @@ _HOP = frozenset(
         "content-length",
     }
 )
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_RESOURCE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-_ROUTE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 # Upstream timeouts: a long generation may stream for minutes.
 _TIMEOUTS = {"connect": 30.0, "read": 600.0, "write": 60.0, "pool": 30.0}
 
 
 class StreamCut(Exception):
     """Raised out of the app to make the server drop a connection whose stream was cut."""
-
-
-def parse_upstreams(values: list[str], source: str = "--upstream") -> dict[str, str]:
-    """``["NAME=URL", ...]`` as a route table (presets first, these replace or add)."""
-    routes = dict(PRESETS)
-    for value in values:
-        name, sep, url = value.partition("=")
-        name = name.strip().lower()
-        parsed = httpx2.URL(url.strip()) if sep else None
-        if not sep or not _ROUTE.fullmatch(name) or parsed is None or not parsed.host:
-            raise ConfigError(
-                "upstream",
-                value,
-                source,
-                "expected NAME=URL with a lower-case NAME, e.g. local=http://127.0.0.1:11434",
-            )
-        if parsed.scheme not in ("http", "https"):
-            raise ConfigError("upstream", value, source, "the URL must be http:// or https://")
-        routes[name] = url.strip().rstrip("/")
-    return routes
-
-
-def cassette_file(
-    directory: Path, name: str, source: str = f"the {CASSETTE_HEADER} header"
-) -> Path:
-    """The file ``name`` means inside ``directory``; a name that would leave it is refused.
-
-    >>> cassette_file(Path("cassettes"), "billing/summary").as_posix()
-    'cassettes/billing/summary.msgpack'
-    """
-    parts = name.split("/")
-    if not all(_NAME.fullmatch(part) for part in parts):  # no "", ".", "..", "\\" or ":"
-        raise ConfigError(
-            "cassette name",
-            name,
-            source,
-            "use letters, digits, '.', '_', '-' and '/' between folder names; it must stay "
-            f"inside {directory} (no '..', no absolute path)",
-        )
-    path = directory.joinpath(*parts)
-    if not path.suffix:
-        path = path.with_suffix(".msgpack")
-    root = directory.resolve()
-    if not path.resolve().is_relative_to(root):  # a symlink pointing out of the folder
-        raise ConfigError("cassette name", name, source, f"it resolves outside {directory}")
-    return path
-
-
-class _Answer(Exception):
-    """llmreplay answers the request itself (an error response), nothing went upstream."""
-
-    def __init__(self, status: int, kind: str, error: Exception | str) -> None:
-        self.status = status
-        self.kind = kind
-        self.error = error
-        super().__init__(str(error))
-
-    def body(self) -> bytes:
-        fields = {
-            key: value
-            for key, value in getattr(self.error, "__dict__", {}).items()
-            if isinstance(value, str | int | float | bool | None) and not key.startswith("_")
-        }
-        error = {"message": str(self.error), "type": f"llmreplay_{self.kind}", "code": self.kind}
-        payload = {"type": "error", "error": error, "llmreplay": fields}
-        return json.dumps(payload).encode()
 
 
 class ServeApp:
@@ -218,7 +142,7 @@ class ServeApp:
                         path, mode=self.mode, mode_source=self.mode_source, **self.options
                     )
                 except CassetteError as exc:
-                    raise _Answer(MISS_STATUS, "cassette", exc) from None
+                    raise Answer(MISS_STATUS, "cassette", exc) from None
                 self._cassettes[path] = found
             return found
 
@@ -230,7 +154,7 @@ class ServeApp:
             if registered is not None:
                 return registered
             if self.directory is None:
-                raise _Answer(
+                raise Answer(
                     400,
                     "bad-cassette",
                     ConfigError(
@@ -244,9 +168,9 @@ class ServeApp:
             try:
                 return self._open(cassette_file(self.directory, name))
             except ConfigError as exc:
-                raise _Answer(400, "bad-cassette", exc) from None
+                raise Answer(400, "bad-cassette", exc) from None
         if self.default is None:
-            raise _Answer(
+            raise Answer(
                 400,
                 "bad-cassette",
                 ConfigError(
@@ -281,50 +205,6 @@ class ServeApp:
         total = {key: sum(s[key] for s in per.values()) for key in keys}
         return {"mode": self.mode.value, **self.counts, "total": total, "cassettes": per}
 
-    # -- routing ------------------------------------------------------------------------
-
-    def target(self, raw_path: str, query: bytes) -> tuple[str | None, str]:
-        """``(cassette name or None, upstream URL)`` for a request path."""
-        segments = raw_path.split("/")[1:]
-        name = None
-        if len(segments) >= 2 and segments[0] == "_c":
-            name = unquote(segments[1])
-            segments = segments[2:]
-        route = segments[0].lower() if segments else ""
-        base = self.upstreams.get(route)
-        if base is None:
-            raise _Answer(
-                404,
-                "no-route",
-                ConfigError(
-                    "upstream",
-                    route or raw_path,
-                    f"the request path {raw_path}",
-                    "start the path with one of: /"
-                    + ", /".join(sorted(self.upstreams))
-                    + " (add others with --upstream NAME=URL)",
-                ),
-            )
-        rest = segments[1:]
-        if "{resource}" in base:
-            resource = rest[0].lower() if rest else ""
-            if not _RESOURCE.fullmatch(resource):
-                raise _Answer(
-                    404,
-                    "no-route",
-                    ConfigError(
-                        "resource",
-                        resource,
-                        f"the request path {raw_path}",
-                        f"use /{route}/<resource>/..., the resource name of the endpoint",
-                    ),
-                )
-            base, rest = base.replace("{resource}", resource), rest[1:]
-        url = base + "/" + "/".join(rest)
-        if query:
-            url += "?" + query.decode("latin-1")
-        return name, url
-
     # -- ASGI ---------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -345,7 +225,7 @@ class ServeApp:
         where: list[str] = []
         try:
             status, source = await self._proxy(scope, receive, send, path, where)
-        except _Answer as answer:
+        except Answer as answer:
             with self._lock:
                 self.counts["errors"] += 1
             await self._send_error(send, answer)
@@ -399,7 +279,7 @@ class ServeApp:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _send_error(self, send: Send, answer: _Answer) -> None:
+    async def _send_error(self, send: Send, answer: Answer) -> None:
         headers = [
             (b"content-type", b"application/json"),
             (ERROR_HEADER.encode(), answer.kind.encode()),
@@ -415,7 +295,7 @@ class ServeApp:
         chosen = next(
             (v.decode("latin-1") for k, v in headers if k == CASSETTE_HEADER.encode()), None
         )
-        named, url = self.target(path.split("?", 1)[0], scope.get("query_string", b""))
+        named, url = target(self.upstreams, path.split("?", 1)[0], scope.get("query_string", b""))
         cassette = self.select(named or chosen)
         where.append(str(cassette.path))
         body = bytearray()
@@ -476,11 +356,11 @@ class ServeApp:
         try:
             return await transport.handle_async_request(request)
         except CassetteMiss as exc:
-            raise _Answer(MISS_STATUS, "miss", exc) from None
+            raise Answer(MISS_STATUS, "miss", exc) from None
         except RequestRefused as exc:
-            raise _Answer(MISS_STATUS, "refused", exc) from None
+            raise Answer(MISS_STATUS, "refused", exc) from None
         except CassetteError as exc:
-            raise _Answer(MISS_STATUS, "cassette", exc) from None
+            raise Answer(MISS_STATUS, "cassette", exc) from None
         except httpx2.TransportError as exc:
             message = f"{type(exc).__name__}: {exc} (upstream {request.url.host})"
-            raise _Answer(502, "transport", message) from None
+            raise Answer(502, "transport", message) from None

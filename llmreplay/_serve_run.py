@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import _patch
 from ._errors import ConfigError, LLMReplayError
-from ._serve import ServeApp, StreamCut, parse_upstreams
+from ._serve import ServeApp, StreamCut
+from ._serve_routes import parse_upstreams
 
 if TYPE_CHECKING:
     from ._cassette import Cassette
@@ -248,6 +249,11 @@ def run_cli(args: argparse.Namespace) -> int:
         mode, source = os.environ["LLMREPLAY_MODE"], "the LLMREPLAY_MODE environment variable"
     else:
         mode, source = "replay", "the default of llmreplay serve"
+    try:
+        _uvicorn()
+    except ImportError as exc:
+        sys.stderr.write(f"llmreplay: {exc}\n")
+        return 2
     if args.cassette is None and args.dir is None:
         raise ConfigError("cassette", None, "llmreplay serve", "pass --cassette FILE or --dir DIR")
     app = ServeApp(

@@ -416,6 +416,10 @@ def test_the_cli_refuses_a_non_loopback_host_before_binding(
     assert "--cassette FILE or --dir DIR" in capsys.readouterr().err
     assert main(["serve", "--mode", "replya", "--dir", str(tmp_path)]) == 2
     assert "'replya' from llmreplay serve --mode is not a valid mode" in capsys.readouterr().err
+    with monkeypatch.context() as missing:
+        missing.setitem(sys.modules, "uvicorn", None)  # as if not installed
+        assert main(["serve", "--dir", str(tmp_path)]) == 2
+    assert "pip install 'llmreplay[serve]'" in capsys.readouterr().err
     monkeypatch.setenv("LLMREPLAY_MODE", "nope")
     assert main(["serve", "--cassette", str(tmp_path / "c.msgpack")]) == 2
     assert "from the LLMREPLAY_MODE environment variable" in capsys.readouterr().err
@@ -547,7 +551,7 @@ def llm_proxy_upstreams():
 
 PROXY_TESTS = """
 import anthropic, openai, os
-from llmreplay.faults import PASS, RateLimit
+from llmreplay.faults import PASS, ConnectTimeout, RateLimit
 
 def test_in_process_clients_go_through_the_proxy_once(llm_proxy):
     assert os.environ["OPENAI_BASE_URL"] == llm_proxy.base_url("openai/v1")
@@ -565,14 +569,14 @@ def test_in_process_clients_go_through_the_proxy_once(llm_proxy):
     assert len(llm_proxy.cassette.interactions) == 2
 
 def test_faults_apply_to_proxied_calls(llm_proxy, llm_faults):
-    llm_faults.use([RateLimit(), PASS])
+    llm_faults.use([RateLimit(), ConnectTimeout(), PASS])  # the timeout arrives as a 502
     client = openai.OpenAI(max_retries=2)
     reply = client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "retried"}])
     assert reply.choices[0].message.content == "echo: retried"
     client.close()
     verdict = llm_faults.verdict()  # the child's SDK saw the 429 and retried at once
-    assert verdict.faults == ["http_429", "pass"] and not verdict.gave_up
+    assert verdict.faults == ["http_429", "connect_timeout", "pass"] and not verdict.gave_up
     assert verdict.honoured_retry_after
 """
 
@@ -593,7 +597,7 @@ def test_llm_proxy_fixture_records_then_replays_the_readme_example(
     # When: recorded, then replayed with the provider stopped and no key
     recorded = pytester.runpytest("--llm-mode=record")
     recorded.assert_outcomes(passed=3)
-    recorded.stdout.fnmatch_lines(["0 replayed, 4 recorded, 0 live, 1 faults injected*"])
+    recorded.stdout.fnmatch_lines(["0 replayed, 4 recorded, 0 live, 2 faults injected*"])
     assert len(server.requests) == 4
     cassette = pytester.path / "fixtures/cassettes/test_summarize/test_summarize_cli.msgpack"
     assert fake_key("sk-").encode() not in cassette.read_bytes()
@@ -605,7 +609,7 @@ def test_llm_proxy_fixture_records_then_replays_the_readme_example(
     replayed = pytester.runpytest()
     # Then: every test passes from its own cassette and the provider saw nothing more
     replayed.assert_outcomes(passed=3)
-    replayed.stdout.fnmatch_lines(["4 replayed, 0 recorded, 0 live, 1 faults injected*"])
+    replayed.stdout.fnmatch_lines(["4 replayed, 0 recorded, 0 live, 2 faults injected*"])
     assert len(server.requests) == 4
     assert "OPENAI_BASE_URL" not in os.environ  # the fixture's environment was undone
 
