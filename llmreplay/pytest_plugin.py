@@ -538,7 +538,8 @@ def llm_proxy_upstreams() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def llm_proxy_server(llm_proxy_upstreams: dict[str, str]) -> Iterator[Any]:
     """The session's in-process ``llmreplay serve`` (uvicorn, a free loopback port)."""
-    from ._serve import ServeApp, parse_upstreams
+    from ._serve import ServeApp
+    from ._serve_routes import parse_upstreams
     from ._serve_run import InProcessServer
 
     routes = [f"{name}={url}" for name, url in llm_proxy_upstreams.items()]
