@@ -294,6 +294,39 @@ def cmd_import_vcr(args: argparse.Namespace) -> int:
     return 1 if outcome.skipped else 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from . import _merge
+
+    result = _merge.merge(
+        _existing(args.base), _existing(args.ours), _existing(args.theirs), prefer=args.prefer
+    )
+    out = Path(args.output or args.ours)
+    _merge.write(result, out)
+    text = "".join(
+        f"conflict: {c['request']}  key {c['key'][:16]}: both sides recorded it differently "
+        f"(answers base/ours/theirs: {c['answers']['base']}/{c['answers']['ours']}/"
+        f"{c['answers']['theirs']}); kept {c['kept']}'s\n"
+        for c in result.conflicts
+    )
+    text += (
+        f"merged into {out}: {len(result.items)} interaction(s), "
+        f"{len(result.from_theirs)} key(s) from theirs, {len(result.conflicts)} conflict(s)\n"
+    )
+    if result.conflicts and args.prefer is None:
+        text += (
+            "resolve: keep this result (git add), or re-run with --prefer theirs, or re-record "
+            "the conflicting tests\n"
+        )
+    data = {
+        "output": str(out),
+        "interactions": len(result.items),
+        "from_theirs": result.from_theirs,
+        "conflicts": result.conflicts,
+    }
+    _out(args, data, text)
+    return 1 if result.conflicts and args.prefer is None else 0
+
+
 def cmd_import_pickle(args: argparse.Namespace) -> int:
     from ._pickle_import import convert
 
@@ -431,6 +464,21 @@ def _parser() -> argparse.ArgumentParser:
     p = command("prune", cmd_prune, "remove interactions the last test run did not play", True)
     p.add_argument("dir", nargs="?", default="fixtures/cassettes")
     p.add_argument("--dry-run", action="store_true", help="say what would go, change nothing")
+    p = command(
+        "merge",
+        cmd_merge,
+        "three-way merge of a cassette by request key (a git merge driver: exit 1 on conflict)",
+        True,
+    )
+    p.add_argument("base", metavar="BASE")
+    p.add_argument("ours", metavar="OURS")
+    p.add_argument("theirs", metavar="THEIRS")
+    p.add_argument("-o", "--output", metavar="OUT", help="where to write (default: OURS)")
+    p.add_argument(
+        "--prefer",
+        choices=("ours", "theirs"),
+        help="the side that wins a key both sides recorded differently (then exit 0)",
+    )
     p = command("textconv", cmd_textconv, "stable text of a cassette, for git diff")
     p.add_argument("cassette")
     p = command(
