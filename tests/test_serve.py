@@ -331,6 +331,29 @@ def test_a_stream_cut_upstream_is_cut_for_the_client_too(
         )
 
 
+def test_a_client_hanging_up_mid_stream_still_gets_the_answer_recorded_whole(
+    tmp_path: Path, server: LoopbackServer, served: list[InProcessServer]
+) -> None:
+    proxy = start(served, server, "record", cassette=tmp_path / "hangup.msgpack")
+    headers = {"authorization": f"Bearer {fake_key('sk-')}", "x-test-delay-ms": "30"}
+    with (
+        httpx2.Client() as client,
+        client.stream(
+            "POST",
+            f"{proxy.url}/fake/v1/chat/completions",
+            json={**CHAT, "stream": True},
+            headers=headers,
+        ) as response,
+    ):
+        next(response.iter_raw())  # then hang up
+    deadline = time.monotonic() + 10
+    while not any(c.writes for c in proxy.app.cassettes()) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the server reads upstream to its end, then saves
+    (item,) = llmreplay.cassette(tmp_path / "hangup.msgpack").interactions
+    assert item.response.cut is None
+    assert item.response.chunks is not None and len(item.response.chunks) == 6
+
+
 def test_control_api_health_and_stats(
     tmp_path: Path, server: LoopbackServer, served: list[InProcessServer]
 ) -> None:
