@@ -257,8 +257,8 @@ def test_streams_are_teed_chunk_for_chunk_as_they_arrive(
 
             text = asyncio.run(run())
         elif stack == "requests":
-            r = requests.post(url, json=body("a b c d", True), headers=slow, stream=True)
-            text = sse_text(line for line in r.iter_lines() if note(line))
+            r2 = requests.post(url, json=body("a b c d", True), headers=slow, stream=True)
+            text = sse_text(line for line in r2.iter_lines() if note(line))
         else:
             with urllib3.PoolManager() as pool:
                 data = json.dumps(body("a b c d", True)).encode()
