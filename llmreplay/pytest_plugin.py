@@ -521,6 +521,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 # -- llm_proxy: the same per-test cassettes for subprocesses, through `llmreplay serve` -----
 
+if TYPE_CHECKING:
+    from ._serve_run import InProcessServer, ProxyRoute
+
 # Environment variables the SDKs read for their base URL, and the route each one gets.
 PROXY_ENV = {
     "OPENAI_BASE_URL": "openai/v1",
@@ -536,7 +539,7 @@ def llm_proxy_upstreams() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def llm_proxy_server(llm_proxy_upstreams: dict[str, str]) -> Iterator[Any]:
+def llm_proxy_server(llm_proxy_upstreams: dict[str, str]) -> Iterator[InProcessServer]:
     """The session's in-process ``llmreplay serve`` (uvicorn, a free loopback port)."""
     from ._serve import ServeApp
     from ._serve_routes import parse_upstreams
@@ -550,9 +553,7 @@ def llm_proxy_server(llm_proxy_upstreams: dict[str, str]) -> Iterator[Any]:
 
 
 @pytest.fixture
-def llm_proxy(
-    request: pytest.FixtureRequest, llm_proxy_server: Any, llm_cassette: Cassette
-) -> Iterator[Any]:
+def llm_proxy(llm_proxy_server: InProcessServer, llm_cassette: Cassette) -> Iterator[ProxyRoute]:
     """This test's cassette as an HTTP endpoint; subprocesses find it through OPENAI_BASE_URL."""
     import secrets
 
