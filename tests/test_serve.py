@@ -452,49 +452,65 @@ def test_the_cli_refuses_a_non_loopback_host_before_binding(
 
 
 def test_serve_forever_stops_cleanly_on_sigterm_in_this_process(
-    tmp_path: Path, server: LoopbackServer, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    server: LoopbackServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Given: the foreground server in this (main) thread; a helper thread uses it, then
-    # sends this process SIGTERM, which the server catches
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    # Given: the foreground server in this (main) thread; a helper thread waits until it
+    # answers, uses it, then sends this process SIGTERM, which the server has caught
+    from llmreplay import _serve_run
+
+    bound: list[socket.socket] = []
+
+    def bind(host: str, port: int) -> socket.socket:
+        sock = real_bind(host, port)
+        bound.append(sock)
+        return sock
+
+    real_bind = _serve_run.bind
+    monkeypatch.setattr(_serve_run, "bind", bind)
     app = ServeApp(
         mode="record",
         cassette=tmp_path / "fg.msgpack",
         upstreams=parse_upstreams([f"fake={server.origin}"]),
     )
     answers: list[int] = []
+    urls: list[str] = []
 
     def use_then_stop() -> None:
-        with httpx2.Client(base_url=url) as client:
-            for _ in range(750):  # up to 15 s on a loaded machine
+        deadline = time.monotonic() + 15  # a loaded machine starts slowly
+        while not bound and time.monotonic() < deadline:
+            time.sleep(0.01)
+        urls.append(_serve_run.url_of(bound[0]))
+        with httpx2.Client(base_url=urls[0]) as client:
+            while time.monotonic() < deadline:
                 try:
                     client.get("/_llmreplay/health")
                     break
                 except httpx2.ConnectError:
                     time.sleep(0.02)
+            else:
+                return  # never served: no signal for a server that could not catch it
             auth = {"authorization": f"Bearer {fake_key('sk-')}"}
-            _patch.pass_through(url)
+            _patch.pass_through(urls[0])
             try:
-                answers.append(
-                    client.post("/fake/v1/chat/completions", json=CHAT, headers=auth).status_code
-                )
+                answer = client.post("/fake/v1/chat/completions", json=CHAT, headers=auth)
+                answers.append(answer.status_code)
             finally:
-                _patch.pass_through(url, on=False)
+                _patch.pass_through(urls[0], on=False)
         os.kill(os.getpid(), signal.SIGTERM)
 
     helper = threading.Thread(target=use_then_stop)
     helper.start()
     # When
-    code = serve_forever(app, "127.0.0.1", port)
+    code = serve_forever(app, "127.0.0.1", 0)
     helper.join()
     # Then
     assert code == 0 and answers == [200]
     assert len(llmreplay.cassette(tmp_path / "fg.msgpack").interactions) == 1
     err = capsys.readouterr().err
-    assert f"listening on {url} (mode=record, cassette={tmp_path / 'fg.msgpack'})" in err
+    assert f"listening on {urls[0]} (mode=record, cassette={tmp_path / 'fg.msgpack'})" in err
     assert "stopped (SIGTERM); 1 cassette(s) written" in err
 
 
