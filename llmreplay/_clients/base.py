@@ -235,12 +235,13 @@ class BaseClient:
         # Without a key the cache can only answer what it holds: a miss raises, naming the
         # key to set, instead of sending a request the provider would refuse.
         mode = "auto" if self._credentials() else "replay"
-        cache = self._cache
-        if cache is None or cache.path != path or cache.mode.value != mode:
-            from .._cassette import Cassette
+        with self._lock:  # one Cassette per file, or threads would record past each other
+            cache = self._cache
+            if cache is None or cache.path != path or cache.mode.value != mode:
+                from .._cassette import Cassette
 
-            cache = self._cache = Cassette(path, mode=mode, allow_repeats=True)
-        return cache
+                cache = self._cache = Cassette(path, mode=mode, allow_repeats=True)
+            return cache
 
     def sdk(self, asynchronous: bool = False) -> Any:
         """The SDK client in use (built once per configuration and kind)."""
@@ -355,8 +356,10 @@ class BaseClient:
         if given.get("n") == 1:  # the API's default: sent or not, the same request
             del given["n"]
         request = {**self.config.sampling(), **given}
-        if "max_completion_tokens" in given:
+        if "max_completion_tokens" in given:  # one token limit: the one this call gave
             request.pop("max_tokens", None)
+        elif "max_tokens" in given:
+            request.pop("max_completion_tokens", None)
         request["model"] = self._deployment(request["model"])
         request["messages"] = [_dedented(m) if dedent else dict(m) for m in messages]
         return MappingProxyType(request)  # the same request, unmutated, on every attempt

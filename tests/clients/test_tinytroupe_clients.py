@@ -254,6 +254,14 @@ def test_tinytroupe_call_spellings(
 
     parsed = client.send_message(HELLO, response_format=Answer, enable_pydantic_model_return=True)
     assert parsed == Answer(answer="echo: hello")
+
+    # One token limit per request: the call's own wins over MAX_COMPLETION_TOKENS.
+    llmreplay.force_default_value("MAX_COMPLETION_TOKENS", 500)
+    client.send_message([{"role": "user", "content": "limits"}], max_tokens=50)
+    client.send_message([{"role": "user", "content": "limits 2"}])
+    first, second = (json.loads(r.body) for r in server.requests[-2:])
+    assert first["max_tokens"] == 50 and "max_completion_tokens" not in first
+    assert second["max_completion_tokens"] == 500 and "max_tokens" not in second
     client.close()
 
 
