@@ -40,6 +40,8 @@ from ._scrub import DEFAULT_FILTER_QUERY
 DEFAULT_URL = "https://api.openai.com/v1/chat/completions"
 _BUILTINS = frozenset({"dict", "list", "tuple", "set", "frozenset"})
 _LIMIT = 512 * 2**20  # a cache larger than this is not a TinyTroupe cache
+_MAX_NODES = 1_000_000  # values in one converted answer, shared references expanded
+_MAX_DEPTH = 100
 
 
 class Record:
@@ -87,26 +89,43 @@ class SafeUnpickler(pickle.Unpickler):
         raise CassetteError(self.path, "the pickle uses persistent ids, which are refused")
 
 
+def _fields(record: Record) -> dict[str, Any]:
+    state = record.state
+    if isinstance(state, tuple) and len(state) == 2:  # (__dict__, slots)
+        state = {k: v for part in state if isinstance(part, dict) for k, v in part.items()}
+    fields: dict[str, Any] = {}
+    if isinstance(state, dict):
+        for name in ("__dict__", "__pydantic_extra__"):
+            if isinstance(state.get(name), dict):
+                fields.update(state[name])
+        if "__dict__" not in state:
+            fields.update(state)
+    return fields
+
+
 def plain(value: Any) -> Any:
-    """``value`` with every ``Record`` turned into the dict of its fields, recursively."""
-    if isinstance(value, Record):
-        state = value.state
-        if isinstance(state, tuple) and len(state) == 2:  # (__dict__, slots)
-            state = {**(state[0] or {}), **(state[1] or {})}
-        fields: dict[str, Any] = {}
-        if isinstance(state, dict):
-            fields.update(state.get("__dict__") or {})
-            fields.update(state.get("__pydantic_extra__") or {})
-            if "__dict__" not in state:
-                fields.update(state)
-        return {k: plain(v) for k, v in fields.items()}
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, set | frozenset):
-        return sorted((plain(v) for v in value), key=repr)
-    return value
+    """``value`` with every ``Record`` turned into the dict of its fields, recursively.
+
+    Shared references are expanded, so a small pickle could describe a huge tree: past
+    ``_MAX_NODES`` values or ``_MAX_DEPTH`` levels it raises ``ValueError`` instead.
+    """
+    budget = [_MAX_NODES]
+
+    def walk(item: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > _MAX_DEPTH:
+            raise ValueError("it is too large or too deeply nested for a chat completion")
+        if isinstance(item, Record):
+            item = _fields(item)
+        if isinstance(item, dict):
+            return {str(k): walk(v, depth + 1) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [walk(v, depth + 1) for v in item]
+        if isinstance(item, set | frozenset):
+            return sorted((walk(v, depth + 1) for v in item), key=repr)
+        return item
+
+    return walk(value, 0)
 
 
 def request_body(params: dict[str, Any]) -> dict[str, Any]:

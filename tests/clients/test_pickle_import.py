@@ -191,3 +191,18 @@ def test_persistent_ids_are_refused(tmp_path: Path) -> None:
     (tmp_path / "pid.pickle").write_bytes(buffer.getvalue())
     with pytest.raises(llmreplay.CassetteError, match="persistent ids"):
         _pickle_import.load(tmp_path / "pid.pickle")
+
+
+def test_a_tiny_pickle_describing_a_huge_tree_is_skipped_not_expanded(tmp_path: Path) -> None:
+    # 64 levels of [x, x]: a few hundred bytes, 2**64 leaves once references are expanded.
+    node: Any = "leaf"
+    for _ in range(64):
+        node = [node, node]
+    huge = _completion("x")
+    huge["choices"][0]["message"]["annotations"] = node
+    source = tmp_path / "bomb.pickle"
+    source.write_bytes(pickle.dumps({_tinytroupe_key(HELLO): huge}))
+    assert source.stat().st_size < 2000
+    with pytest.raises(llmreplay.CassetteError) as info:
+        _pickle_import.convert(source, tmp_path / "bomb.msgpack", trust=True)
+    assert "too large or too deeply nested" in info.value.hint
