@@ -87,6 +87,32 @@ _HOP = frozenset(
 _TIMEOUTS = {"connect": 30.0, "read": 600.0, "write": 60.0, "pool": 30.0}
 
 
+def accepts(accept_encoding: str, response: httpx2.Response) -> bool:
+    """Whether a client sending ``accept-encoding: accept_encoding`` takes the response's
+    ``content-encoding`` as it is.
+
+    >>> accepts("gzip, deflate", httpx2.Response(200, headers={"content-encoding": "gzip"}))
+    True
+    >>> accepts("", httpx2.Response(200, headers={"content-encoding": "gzip"}))
+    False
+    """
+    codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
+    codings = [c for c in codings if c not in ("", "identity")]
+    if not codings:
+        return True
+    taken = set()
+    for part in accept_encoding.lower().split(","):
+        name, _, params = part.partition(";")
+        quality = params.strip().removeprefix("q=")
+        try:
+            refused = bool(params.strip()) and float(quality) == 0
+        except ValueError:
+            refused = False
+        if not refused:
+            taken.add(name.strip())
+    return "*" in taken or all(c in taken for c in codings)
+
+
 class StreamCut(Exception):
     """Raised out of the app to make the server drop a connection whose stream was cut."""
 
@@ -321,10 +347,14 @@ class ServeApp:
         source = str(info.get("source", "upstream"))
         if "fault" in info:
             source += f"+fault:{info['fault']}"
+        # Raw bytes pass through with their content-encoding, unless this client did not
+        # ask for it (a cassette recorded by an SDK, replayed to curl or urllib): decoded.
+        decode = not accepts(request.headers.get("accept-encoding", ""), response)
+        skip = _HOP | {"content-encoding"} if decode else _HOP
         out = [
             (k.encode("latin-1"), v.encode("latin-1"))
             for k, v in response.headers.multi_items()
-            if k.lower() not in _HOP
+            if k.lower() not in skip
         ]
         out.append((SOURCE_HEADER.encode(), source.encode()))
         stream = response.stream
@@ -333,10 +363,10 @@ class ServeApp:
             await send(
                 {"type": "http.response.start", "status": response.status_code, "headers": out}
             )
-            async for chunk in stream:
+            async for chunk in response.aiter_bytes() if decode else stream:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx2.TransportError as exc:
+        except httpx2.RequestError as exc:  # a cut stream, or a body that does not decode
             raise StreamCut(f"{path}: {exc}") from exc
         finally:
             await stream.aclose()  # commits the recording

@@ -212,6 +212,33 @@ def test_a_stream_is_passed_on_chunk_by_chunk_as_upstream_sends_it(
     assert b"".join(recorded.chunks) == b"".join(chunk for _, chunk in arrivals)
 
 
+def test_a_compressed_recording_is_decoded_for_a_client_that_did_not_ask_for_it(
+    tmp_path: Path, server: LoopbackServer, served: list[InProcessServer]
+) -> None:
+    # Recorded by a client that accepts gzip (as the SDKs do): stored compressed.
+    proxy = start(served, server, "record", cassette=tmp_path / "gz.msgpack")
+    chat = f"{proxy.url}/fake/v1/chat/completions"
+    auth = {"authorization": f"Bearer {fake_key('sk-')}", "accept-encoding": "gzip"}
+    with httpx2.Client() as client:
+        recorded = client.post(chat, json=CHAT, headers=auth)
+    assert recorded.headers["content-encoding"] == "gzip"
+    served.pop().stop()
+    proxy = start(
+        served, server, "replay", cassette=tmp_path / "gz.msgpack", options={"allow_repeats": True}
+    )
+    chat = f"{proxy.url}/fake/v1/chat/completions"
+    with httpx2.Client() as client:
+        plain = client.post(chat, json=CHAT, headers={"accept-encoding": "identity"})
+        raw = client.post(chat, json=CHAT, headers={"accept-encoding": "gzip, br"})
+    # A client that did not ask for gzip (curl, urllib) gets plain JSON...
+    assert "content-encoding" not in plain.headers
+    assert plain.json()["choices"][0]["message"]["content"] == "echo: hello proxy"
+    # ...and one that did gets the recorded bytes as they were.
+    assert raw.headers["content-encoding"] == "gzip"
+    assert raw.json() == plain.json()
+    assert len(server.requests) == 1
+
+
 def test_parallel_clients_with_different_cassettes_share_one_server(
     tmp_path: Path, server: LoopbackServer, served: list[InProcessServer]
 ) -> None:
