@@ -23,15 +23,12 @@ subclasses override (``_setup_from_config``, ``_raw_model_call``,
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
-import textwrap
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -43,46 +40,27 @@ from .._errors import (
     LLMReplayError,
     NonTerminalError,
 )
+from .chat import asend, flight_key, format_name, kwargs_of, nested, send, vectors
 from .config import ClientConfig, load_config
 from .flight import async_single_flight, save_lock, single_flight
+from .hooks import (
+    CALL_OPTIONS,
+    CHAT_HOOKS,
+    EMBEDDING_HOOKS,
+    TinyTroupeHooks,
+    cache_path,
+    dedented,
+    returned,
+)
 from .reply import Reply, from_message
-from .retry import RetryPolicy, is_retryable, is_terminal, retry_after, status_of
+from .retry import RetryPolicy, describe, is_retryable, is_terminal, retry_after, status_of
 
 if TYPE_CHECKING:
-    import openai
-
     from .._cassette import Cassette
 
 Messages = Sequence[Mapping[str, Any]]
 _T = TypeVar("_T")
 logger = logging.getLogger("llmreplay")
-
-# TinyTroupe's send_message arguments that steer this layer rather than the request.
-_CALL_OPTIONS = (
-    "max_attempts",
-    "waiting_time",
-    "exponential_backoff_factor",
-    "dedent_messages",
-    "enable_pydantic_model_return",
-    "echo",
-)
-# TinyTroupe hooks that llmreplay does not call: refused at registration (see check_hooks).
-_UNSUPPORTED_HOOKS = {
-    "_save_cache": "the cache is a msgpack cassette that llmreplay saves itself",
-    "_load_cache": "the cache is a msgpack cassette that llmreplay loads itself",
-    "_get_cached_response": "the cache is a msgpack cassette that llmreplay reads itself",
-    "_is_reasoning_model": (
-        "llmreplay sends parameters as given; for a reasoning model set "
-        "MAX_COMPLETION_TOKENS and pass reasoning_effort= (and no temperature) per call"
-    ),
-}
-_CHAT_HOOKS = ("_setup_from_config", "_raw_model_call", "_raw_model_response_extractor")
-_EMBEDDING_HOOKS = (
-    "_setup_from_config",
-    "_raw_embedding_model_call",
-    "_raw_embedding_model_response_extractor",
-)
-
 
 # Forced settings (force_api_cache, force_default_value), shared by every client; the
 # version lets clients notice a change without re-reading their files on every call.
@@ -104,7 +82,7 @@ def unforce_all() -> None:
         _forced_version[0] += 1
 
 
-class BaseClient:
+class BaseClient(TinyTroupeHooks):
     """What every LLM client does; subclasses say how to build their SDK client.
 
     A TinyTroupe-style subclass may instead override ``_raw_model_call(model, params)``
@@ -180,29 +158,6 @@ class BaseClient:
             c.jitter,
             max_total_wait=c.max_total_wait,
         )
-
-    def set_api_cache(self, cache_api_calls: bool, cache_file_name: str | None = None) -> None:
-        """Turn this client's cache on or off, optionally at ``cache_file_name``
-        (TinyTroupe's method; ``force_api_cache`` does it for every client)."""
-        for key, value in (
-            ("cache_api_calls", cache_api_calls),
-            ("cache_file_name", cache_file_name),
-        ):
-            if value is not None:
-                ClientConfig().with_value(key, value, "set_api_cache")  # validate, naming it
-                self._settings[key] = value
-        with self._lock:
-            self._seen_version = -1
-
-    def _count_tokens(self, messages: Messages, model: str) -> int | None:
-        """Tokens of ``messages`` for ``model``, or ``None`` when they cannot be counted
-        (TinyTroupe's method, kept for its logging call sites)."""
-        from .._tokens import count_tokens
-
-        try:
-            return count_tokens([dict(m) for m in messages], model)
-        except (LLMReplayError, ImportError, ValueError, TypeError):
-            return None
 
     # -- SDK clients ---------------------------------------------------------------------
 
@@ -291,60 +246,6 @@ class BaseClient:
             with save_lock(cache.path):
                 cache.save()
 
-    # -- TinyTroupe hooks ----------------------------------------------------------------
-
-    def _setup_from_config(self) -> None:
-        """TinyTroupe hook, called before each call: set ``self.client``, the SDK client
-        that ``_raw_model_call`` uses. The default is this client's own (config, cache)."""
-        self.client = self.sdk()
-
-    def _raw_model_call(self, model: str, chat_api_params: dict[str, Any]) -> Any:
-        """TinyTroupe hook: call the model with ``chat_api_params`` (``messages`` included)
-        and return the raw response. Overriding it replaces the SDK call."""
-        params = dict(chat_api_params)
-        response_format = params.pop("response_format", None)
-        return _call(self.client, params, response_format)
-
-    def _raw_model_response_extractor(self, response: Any) -> Any:
-        """TinyTroupe hook: the message (dict or object) out of a raw response."""
-        return response.choices[0].message
-
-    def _raw_embedding_model_call(self, text: str | list[str], model: str) -> Any:
-        """TinyTroupe hook: call the embedding model and return the raw response."""
-        return self.client.embeddings.create(model=model, input=text)
-
-    def _raw_embedding_model_response_extractor(self, response: Any) -> Any:
-        """TinyTroupe hook: the vectors out of a raw embedding response."""
-        return [item.embedding for item in response.data]
-
-    def _hooked(self, names: Sequence[str]) -> bool:
-        """Whether this class overrides any of the TinyTroupe hooks ``names``."""
-        return any(getattr(type(self), n) is not getattr(BaseClient, n) for n in names)
-
-    def _log_tokens(self, request: Mapping[str, Any]) -> None:
-        # TinyTroupe logged the token count of every request at DEBUG, via _count_tokens.
-        if logger.isEnabledFor(logging.DEBUG):
-            tokens = self._count_tokens(request["messages"], request["model"])
-            logger.debug(
-                "sending %d message(s) to %s, %s tokens",
-                len(request["messages"]),
-                request["model"],
-                tokens,
-            )
-
-    @classmethod
-    def check_hooks(cls) -> None:
-        """Raise ``ConfigError`` if the class overrides a TinyTroupe hook that llmreplay
-        never calls (``register_client`` runs this, so nothing is silently ignored)."""
-        for name, why in _UNSUPPORTED_HOOKS.items():
-            if name in {n for klass in cls.__mro__ for n in vars(klass)}:
-                raise ConfigError(
-                    "client hook",
-                    f"{cls.__name__}.{name}",
-                    "register_client",
-                    f"llmreplay never calls it: {why}; remove the override",
-                )
-
     # -- the calls -----------------------------------------------------------------------
 
     def _request(
@@ -361,7 +262,7 @@ class BaseClient:
         elif "max_tokens" in given:
             request.pop("max_completion_tokens", None)
         request["model"] = self._deployment(request["model"])
-        request["messages"] = [_dedented(m) if dedent else dict(m) for m in messages]
+        request["messages"] = [dedented(m) if dedent else dict(m) for m in messages]
         return MappingProxyType(request)  # the same request, unmutated, on every attempt
 
     def _call_policy(self, options: Mapping[str, Any]) -> RetryPolicy:
@@ -420,7 +321,7 @@ class BaseClient:
             "attempt %d/%d failed (%s); retrying in %.2fs",
             attempt,
             policy.max_attempts,
-            _describe(error),
+            describe(error),
             wait,
         )
         self.waits.append(wait)
@@ -479,7 +380,7 @@ class BaseClient:
         if cache is None:
             yield
             return
-        with single_flight(cache.path, _flight_key(parts)):
+        with single_flight(cache.path, flight_key(parts)):
             yield
 
     @contextlib.asynccontextmanager
@@ -488,7 +389,7 @@ class BaseClient:
         if cache is None:
             yield
             return
-        async with async_single_flight(cache.path, _flight_key(parts)):
+        async with async_single_flight(cache.path, flight_key(parts)):
             yield
 
     def send_message(
@@ -514,23 +415,23 @@ class BaseClient:
 
         >>> llmreplay.client().send_message([{"role": "user", "content": "Hi"}]).content
         """
-        options = {name: params.pop(name) for name in _CALL_OPTIONS if name in params}
+        options = {name: params.pop(name) for name in CALL_OPTIONS if name in params}
         policy = self._call_policy(options)
         request = self._request(messages, params, self._dedent(options))
         self._log_tokens(request)
-        if self._hooked(_CHAT_HOOKS):
-            return _returned(self._hooked_call(request, response_format, policy), options)
+        if self._hooked(CHAT_HOOKS):
+            return returned(self._hooked_call(request, response_format, policy), options)
         sdk = self.sdk()
-        with self._flight("chat", request, _format_name(response_format), stream):
+        with self._flight("chat", request, format_name(response_format), stream):
             reply = self._call_sync(
-                lambda: _send(sdk, request, response_format, stream, on_chunk), policy
+                lambda: send(sdk, request, response_format, stream, on_chunk), policy
             )
-        return _returned(reply, options)
+        return returned(reply, options)
 
     def _hooked_call(
         self, request: Mapping[str, Any], response_format: Any, policy: RetryPolicy
     ) -> Reply:
-        params = _kwargs(request, response_format)
+        params = kwargs_of(request, response_format)
 
         def attempt() -> Reply:
             self._setup_from_config()
@@ -541,7 +442,7 @@ class BaseClient:
                     reply = replace(reply, parsed=json.loads(reply.content))
             return reply
 
-        with self._flight("chat", request, _format_name(response_format), False):
+        with self._flight("chat", request, format_name(response_format), False):
             return self._call_sync(attempt, policy)
 
     async def asend_message(
@@ -555,7 +456,7 @@ class BaseClient:
     ) -> Any:
         """``send_message`` for async code, on an ``AsyncOpenAI``-style client (a client
         with TinyTroupe hooks runs them, which are sync, in a worker thread)."""
-        if self._hooked(_CHAT_HOOKS):
+        if self._hooked(CHAT_HOOKS):
             import anyio
 
             return await anyio.to_thread.run_sync(
@@ -567,15 +468,15 @@ class BaseClient:
                     **params,
                 )
             )
-        options = {name: params.pop(name) for name in _CALL_OPTIONS if name in params}
+        options = {name: params.pop(name) for name in CALL_OPTIONS if name in params}
         policy = self._call_policy(options)
         request = self._request(messages, params, self._dedent(options))
         sdk = self.sdk(asynchronous=True)
-        async with self._aflight("chat", request, _format_name(response_format), stream):
+        async with self._aflight("chat", request, format_name(response_format), stream):
             reply = await self._call_async(
-                lambda: _asend(sdk, request, response_format, stream, on_chunk), policy
+                lambda: asend(sdk, request, response_format, stream, on_chunk), policy
             )
-        return _returned(reply, options)
+        return returned(reply, options)
 
     def _dedent(self, options: Mapping[str, Any]) -> bool:
         value = options.get("dedent_messages")
@@ -584,7 +485,7 @@ class BaseClient:
     def get_embedding(self, text: str | list[str], model: str | None = None) -> Any:
         """The embedding of ``text`` (a list of floats), or of each string of a list."""
         model = self._deployment(model or self.config.embedding_model)
-        if self._hooked(_EMBEDDING_HOOKS):
+        if self._hooked(EMBEDDING_HOOKS):
 
             def attempt() -> Any:
                 self._setup_from_config()
@@ -592,16 +493,16 @@ class BaseClient:
                 return self._raw_embedding_model_response_extractor(response)
 
             with self._flight("embedding", model, text):
-                vectors = self._call_sync(attempt)
-            return vectors[0] if isinstance(text, str) and _nested(vectors) else vectors
+                found = self._call_sync(attempt)
+            return found[0] if isinstance(text, str) and nested(found) else found
         sdk = self.sdk()
         with self._flight("embedding", model, text):
             result = self._call_sync(lambda: sdk.embeddings.create(model=model, input=text))
-        return _vectors(result, text)
+        return vectors(result, text)
 
     async def aget_embedding(self, text: str | list[str], model: str | None = None) -> Any:
         """``get_embedding`` for async code."""
-        if self._hooked(_EMBEDDING_HOOKS):
+        if self._hooked(EMBEDDING_HOOKS):
             import anyio
 
             return await anyio.to_thread.run_sync(lambda: self.get_embedding(text, model))
@@ -609,148 +510,4 @@ class BaseClient:
         sdk = self.sdk(asynchronous=True)
         async with self._aflight("embedding", model, text):
             result = await self._call_async(lambda: sdk.embeddings.create(model=model, input=text))
-        return _vectors(result, text)
-
-
-def cache_path(name: str) -> Path:
-    """Where the cache lives: ``CACHE_FILE_NAME``, with TinyTroupe's ``.pickle`` suffix
-    turned into ``.msgpack`` (llmreplay never reads or writes pickle; convert an old cache
-    once with ``llmreplay import-pickle``)."""
-    path = Path(name)
-    if path.suffix == ".pickle":
-        target = path.with_suffix(".msgpack")
-        if path.exists() and not target.exists():
-            _warn_pickle(path, target)
-        return target
-    return path
-
-
-_warned_pickles: set[str] = set()
-
-
-def _warn_pickle(path: Path, target: Path) -> None:
-    if str(path) in _warned_pickles:
-        return
-    _warned_pickles.add(str(path))
-    logger.warning(
-        "the cache %s is a pickle, which llmreplay never loads; the cache is %s. To keep "
-        "its answers, convert it once: llmreplay import-pickle %s --trust -o %s",
-        path,
-        target,
-        path,
-        target,
-    )
-
-
-def _describe(error: BaseException) -> str:
-    status = status_of(error)
-    return f"{type(error).__name__}, status {status}" if status else type(error).__name__
-
-
-def _flight_key(parts: Sequence[Any]) -> str:
-    text = json.dumps(parts, sort_keys=True, default=repr, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _format_name(response_format: Any) -> Any:
-    if _is_model_class(response_format):
-        return [response_format.__qualname__, response_format.model_json_schema()]
-    return response_format
-
-
-def _dedented(message: Mapping[str, Any]) -> dict[str, Any]:
-    # TinyTroupe's dedent: common indentation removed, then surrounding blank space.
-    out = dict(message)
-    if isinstance(out.get("content"), str):
-        out["content"] = textwrap.dedent(out["content"]).strip()
-    return out
-
-
-def _nested(vectors: Any) -> bool:
-    return isinstance(vectors, list) and bool(vectors) and isinstance(vectors[0], list)
-
-
-def _returned(reply: Reply, options: Mapping[str, Any]) -> Any:
-    """What send_message returns: the ``Reply``, or with TinyTroupe's
-    ``enable_pydantic_model_return=True`` the parsed object when there is one."""
-    if options.get("enable_pydantic_model_return") and reply.parsed is not None:
-        return reply.parsed
-    return reply
-
-
-def _vectors(result: Any, text: str | list[str]) -> Any:
-    vectors = [item.embedding for item in result.data]
-    return vectors[0] if isinstance(text, str) else vectors
-
-
-def _is_model_class(value: Any) -> bool:
-    return isinstance(value, type) and hasattr(value, "model_json_schema")
-
-
-def _reply(completion: Any, response_format: Any) -> Reply:
-    message = completion.choices[0].message
-    parsed = getattr(message, "parsed", None)
-    if parsed is None and isinstance(response_format, Mapping) and message.content:
-        try:
-            parsed = json.loads(message.content)
-        except ValueError:
-            parsed = None
-    return Reply(
-        content=message.content,
-        tool_calls=list(message.tool_calls or []),
-        refusal=getattr(message, "refusal", None),
-        parsed=parsed,
-        completion=completion,
-    )
-
-
-def _kwargs(request: Mapping[str, Any], response_format: Any) -> dict[str, Any]:
-    kwargs = dict(request)  # a copy: the request itself stays as it was for the next attempt
-    if response_format is not None:
-        kwargs["response_format"] = response_format
-    return kwargs
-
-
-def _send(
-    sdk: openai.OpenAI,
-    request: Mapping[str, Any],
-    response_format: Any,
-    stream: bool,
-    on_chunk: Callable[[str], None] | None,
-) -> Reply:
-    kwargs = _kwargs(request, response_format)
-    if stream:
-        with sdk.chat.completions.stream(**kwargs) as events:
-            for event in events:
-                if event.type == "content.delta" and on_chunk is not None:
-                    on_chunk(event.delta)
-            return _reply(events.get_final_completion(), response_format)
-    return _reply(_call(sdk, kwargs, response_format), response_format)
-
-
-def _call(sdk: Any, kwargs: dict[str, Any], response_format: Any) -> Any:
-    """One chat completion call: ``parse`` for a pydantic ``response_format``."""
-    if response_format is not None:
-        kwargs = {**kwargs, "response_format": response_format}
-    if _is_model_class(response_format):
-        return sdk.chat.completions.parse(**kwargs)
-    return sdk.chat.completions.create(**kwargs)
-
-
-async def _asend(
-    sdk: openai.AsyncOpenAI,
-    request: Mapping[str, Any],
-    response_format: Any,
-    stream: bool,
-    on_chunk: Callable[[str], None] | None,
-) -> Reply:
-    kwargs = _kwargs(request, response_format)
-    if stream:
-        async with sdk.chat.completions.stream(**kwargs) as events:
-            async for event in events:
-                if event.type == "content.delta" and on_chunk is not None:
-                    on_chunk(event.delta)
-            return _reply(await events.get_final_completion(), response_format)
-    if _is_model_class(response_format):
-        return _reply(await sdk.chat.completions.parse(**kwargs), response_format)
-    return _reply(await sdk.chat.completions.create(**kwargs), response_format)
+        return vectors(result, text)

@@ -100,3 +100,9 @@ def retry_after(error: BaseException) -> float | None:
     except (TypeError, ValueError):
         return None
     return None
+
+
+def describe(error: BaseException) -> str:
+    """``error``'s class, and its HTTP status if any (for the retry log lines)."""
+    status = status_of(error)
+    return f"{type(error).__name__}, status {status}" if status else type(error).__name__
