@@ -32,7 +32,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from .. import _patch
 from .._cassette import Cassette
 from .._streams import ReplayStream
-from . import AsyncNativeStream, aexchange
+from . import AsyncNativeStream, aexchange, make_request
 
 _original: Any = None
 _tasks: set[asyncio.Task[None]] = set()  # feeders, kept alive until they finish
@@ -167,9 +167,7 @@ def _middleware(cassette: Cassette, decompress: bool) -> Any:
         content = b"" if isinstance(body, bytes) else await body.as_bytes()
         if getattr(body, "consumed", False):
             await req.update_body(content)
-        request = httpx2.Request(
-            req.method, str(req.url), headers=list(req.headers.items()), content=content
-        )
+        request = make_request(req.method, str(req.url), list(req.headers.items()), content)
 
         async def send(_: httpx2.Request) -> httpx2.Response:
             return _from_native(await handler(req))

@@ -19,7 +19,7 @@ import httpx2
 
 from .. import _patch
 from .._errors import LLMReplayError
-from . import AsyncNativeStream, NativeStream, aexchange, exchange
+from . import AsyncNativeStream, NativeStream, aexchange, exchange, make_request
 
 if TYPE_CHECKING:
     from .._cassette import Cassette
@@ -64,11 +64,8 @@ def _error(exc: httpx2.HTTPError, request: httpx.Request) -> Exception:
 
 
 def _to_httpx2(request: httpx.Request) -> httpx2.Request:
-    return httpx2.Request(
-        request.method,
-        str(request.url),
-        headers=request.headers.multi_items(),
-        content=request.content,
+    return make_request(
+        request.method, str(request.url), request.headers.multi_items(), request.content
     )
 
 

@@ -32,7 +32,7 @@ from urllib3.exceptions import (
 )
 
 from .. import _patch
-from . import NativeStream, exchange
+from . import NativeStream, exchange, make_request
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _original: Any = None
@@ -85,9 +85,6 @@ class _Body:
         # What urllib3 and requests read from http.client's response: the method (a HEAD
         # has no body), the headers as an HTTPMessage (requests' cookie jar reads them).
         self._method = method
-        self.msg = http.client.HTTPMessage()
-        for name, value in answer.headers.multi_items():
-            self.msg[name] = value
         stream = answer.stream
         assert isinstance(stream, httpx2.SyncByteStream)
         self._chunks: Iterator[bytes] | None = iter(stream)
@@ -124,6 +121,13 @@ class _Body:
             self._buffer = chunk
         data, self._buffer = self._buffer[:amt], self._buffer[amt:]
         return data
+
+    @property
+    def msg(self) -> http.client.HTTPMessage:
+        message = http.client.HTTPMessage()
+        for name, value in self._answer.headers.multi_items():
+            message[name] = value
+        return message
 
     # http.client's chunked framing, as urllib3's read_chunked reads it
     def readline(self, limit: int = -1) -> bytes:
@@ -177,7 +181,6 @@ def _native(
         # As for http.client's response: once it is read to the end, urllib3 gives the
         # connection back to the pool.
         original_response=body,  # type: ignore[arg-type]
-        msg=body.msg,
     )
 
 
@@ -221,7 +224,7 @@ def _make_request(
             self, conn, method, url, body, headers, timeout=timeout, chunked=chunked, **kw
         )
     content = _body(body)
-    request = httpx2.Request(method, full, headers=list((headers or {}).items()), content=content)
+    request = make_request(method, full, list((headers or {}).items()), content)
 
     def send(_: httpx2.Request) -> httpx2.Response:
         raw = _original(
