@@ -121,3 +121,21 @@ def test_wrong_types_are_cassette_errors(tmp_path: Path, mutation: dict[str, obj
 def test_a_directory_is_not_a_cassette(tmp_path: Path) -> None:
     with pytest.raises(llmreplay.CassetteError, match="directory"):
         llmreplay.cassette(tmp_path)
+
+
+def test_bodies_decode_as_gzip_and_zlib_do_up_to_the_limit() -> None:
+    import gzip
+    import zlib
+
+    from llmreplay._format import decompressed, expand
+
+    two_members = gzip.compress(b"hello ") + gzip.compress(b"world")
+    assert decompressed(two_members, "gzip") == gzip.decompress(two_members) == b"hello world"
+    assert decompressed(zlib.compress(b"x" * 100), "deflate") == b"x" * 100
+    assert decompressed(two_members[:-3], "GZIP") == two_members[:-3]  # truncated: as is
+    assert decompressed(b"not gzip", "gzip") == b"not gzip"
+    assert decompressed(two_members, "") == two_members
+    assert expand(two_members, "", sniff=True) == (b"hello world", False)
+    over = gzip.compress(b"y" * 1001, mtime=0)
+    assert expand(over, "gzip", limit=1000) == (over, True)
+    assert expand(gzip.compress(b"y" * 1000), "gzip", limit=1000) == (b"y" * 1000, False)
