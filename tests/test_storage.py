@@ -242,3 +242,28 @@ def test_a_lock_that_cannot_be_taken_is_a_cassette_error(
     assert "TMPDIR" in info.value.hint
     assert not path.exists()
     cas._pending.clear()
+
+
+def _save_repeatedly(path: str, worker: int, count: int) -> None:
+    """Saves without the cassette lock (as the vcrpy persister does), racing other writers'
+    clean-up of temporary files."""
+    from llmreplay._storage import FileStorage
+
+    storage = FileStorage()
+    for index in range(count):
+        storage.save(Path(path), f"{worker}-{index}".encode() * 1000)
+
+
+def test_writers_racing_without_the_lock_never_remove_each_others_temporary_files(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.msgpack"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_save_repeatedly, args=(str(path), w, 40)) for w in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=60)
+        assert process.exitcode == 0  # a writer whose temporary file vanished would fail
+    assert path.read_bytes()[:4] in {f"{w}-39".encode()[:4] for w in range(4)}
+    assert [p.name for p in (tmp_path / ".llmreplay").iterdir()] == [".gitignore"]
