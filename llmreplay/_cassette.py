@@ -34,11 +34,18 @@ import httpx2
 
 from . import _format, _patch
 from ._engine import Exhausted, Forward, Found, Hit, InjectFault, Miss, NotRecorded, Replay, decide
-from ._errors import CassetteMiss, LLMReplayError, RequestRefused, sdk_transparent
+from ._errors import (
+    CassetteError,
+    CassetteMiss,
+    ConfigError,
+    LLMReplayError,
+    RequestRefused,
+    sdk_transparent,
+)
 from ._faults import Fault, FaultPlan, FaultsArg, as_schedule, provider
 from ._match import KeySpec, RequestView, closest
 from ._modes import Mode
-from ._scrub import BeforeRecord, Scrubber, redact_message
+from ._scrub import BeforeRecord, FilterEntry, Scrubber, redact_message
 from ._storage import FileStorage, Storage
 from ._streams import RecordingStream, ReplayStream
 from ._transport import CassetteTransport
@@ -50,6 +57,7 @@ if TYPE_CHECKING:
     from ._stacks.httpx import HttpxTransport
 
 _T = TypeVar("_T", httpx2.BaseTransport, httpx2.AsyncBaseTransport)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # Used when no API key is configured: replay needs none, and it is never sent upstream.
 PLACEHOLDER_KEY = "sk-llmreplay-no-key"
@@ -115,6 +123,28 @@ def _save_unsaved() -> None:  # pragma: no cover - runs at interpreter exit (tes
         os._exit(1)
 
 
+# A vcrpy-style matcher: ``fn(live, recorded)`` returns None/True on a match and returns
+# False or raises AssertionError otherwise; both requests look like vcrpy's Request.
+Matcher = Callable[[Any, Any], Any]
+
+
+def _split_matchers(
+    match_on: Iterable[str | Matcher] | None,
+) -> tuple[tuple[str, ...] | None, tuple[Matcher, ...]]:
+    """Named parts make the key; plain functions filter the key's recordings."""
+    if match_on is None:
+        return None, ()
+    parts = list(match_on)
+    names = tuple(p for p in parts if isinstance(p, str))
+    functions = tuple(p for p in parts if not isinstance(p, str))
+    for function in functions:
+        if not callable(function):
+            raise ConfigError(
+                "match_on part", function, "match_on=", "expected names or functions f(r1, r2)"
+            )
+    return (names or ("method",)), functions
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -145,10 +175,11 @@ class Cassette:
         path: str | os.PathLike[str],
         *,
         mode: Mode | str = Mode.REPLAY,
-        match_on: Iterable[str] | None = None,
+        match_on: Iterable[str | Matcher] | None = None,
         ignore: Iterable[str] = (),
-        filter_headers: Iterable[str] = (),
-        filter_query: Iterable[str] = (),
+        filter_headers: Iterable[FilterEntry] = (),
+        filter_query: Iterable[FilterEntry] = (),
+        filter_post_data: Iterable[FilterEntry] = (),
         before_record: BeforeRecord | None = None,
         allow_repeats: bool = False,
         faults: FaultsArg = None,
@@ -157,13 +188,20 @@ class Cassette:
         record_errors: bool = False,
         rewrite: bool = False,
         mode_source: str = "cassette(mode=...)",
+        extra: Iterable[str | os.PathLike[str]] = (),
+        ignore_hosts: Iterable[str] = (),
+        ignore_localhost: bool = False,
     ) -> None:
+        extra = tuple(extra)
+        self._arguments = {k: v for k, v in locals().items() if k not in ("self", "path")}
         self.path = Path(path)
         self._storage: Storage = storage or FileStorage()
         self.requested_mode = Mode.parse(mode, source=mode_source)
         self.mode_source = mode_source
+        # once: replay when there is something to replay (the file, or an extra cassette).
         self.mode = self.requested_mode.resolve(
-            self.requested_mode is Mode.ONCE and self._storage.load(self.path) is not None
+            self.requested_mode is Mode.ONCE
+            and any(self._storage.load(Path(p)) is not None for p in (path, *extra))
         )
         self.record_errors = record_errors
         self.rewrite = rewrite
@@ -171,8 +209,15 @@ class Cassette:
         self.allow_repeats = allow_repeats
         self.realtime = realtime
         self.faults = as_schedule(faults)
-        self._scrubber = Scrubber(filter_headers, filter_query, before_record)
-        self._spec = KeySpec.build(match_on, ignore, self._scrubber.query)
+        self._scrubber = Scrubber(filter_headers, filter_query, before_record, filter_post_data)
+        names, self._matchers = _split_matchers(match_on)
+        ignored = [*ignore, *sorted(self._scrubber.post_data)]
+        self._spec = KeySpec.build(names, ignored, self._scrubber.query)
+        self.extra = [Path(p) for p in extra]
+        self._ignore_hosts = {h.lower() for h in ignore_hosts}
+        if ignore_localhost:
+            self._ignore_hosts |= {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+        self._origin: dict[int, int] = {}  # id(item) -> its index among its key's, on file
         self._lock = threading.RLock()
         self._by_key: dict[str, list[_format.Interaction]] = {}
         self._cursor: dict[str, int] = {}
@@ -187,9 +232,21 @@ class Cassette:
             weakref.WeakKeyDictionary()
         )
         self.exists = False
+        self._loaded: list[_format.Interaction] = []  # in file order, for vcrpy's view
         if self.mode.reads:
-            for item in self._read():
+            self._loaded = self._read()
+            for item in self._loaded:
                 self._by_key.setdefault(item.key, []).append(item)
+            for source in self.extra:  # read-only: played from, never written
+                data = self._storage.load(source)
+                if data is None:
+                    raise CassetteError(source, "this extra cassette does not exist")
+                items, match = _format.decode(data, source)
+                self._loaded.extend(items)
+                for item in items:
+                    if match != self._spec.describe():
+                        item.key = self._spec.key(_stored_view(item))
+                    self._by_key.setdefault(item.key, []).append(item)
 
     def __repr__(self) -> str:
         return f"<Cassette {str(self.path)!r} mode={self.mode.value}>"
@@ -263,6 +320,32 @@ class Cassette:
             _patch.deactivate(self)
         finally:
             self.save()
+
+    def __call__(self, function: _F) -> _F:
+        """Use the cassette as a decorator (vcrpy's ``@vcr.use_cassette`` form): each call
+        of the function, sync or async, runs inside a fresh cassette of the same file and
+        options."""
+        import functools
+        import inspect
+
+        def fresh() -> Cassette:  # each call replays from the start, as vcrpy's does
+            return Cassette(self.path, **self._arguments)
+
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with fresh():
+                    return await function(*args, **kwargs)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with fresh():
+                return function(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
 
     async def __aenter__(self) -> Cassette:
         return self.__enter__()
@@ -350,6 +433,19 @@ class Cassette:
             ids = {id(item) for item in seen}
             return seen + [item for item in self._recorded if id(item) not in ids]
 
+    def in_file_order(self) -> list[_format.Interaction]:
+        """What was loaded (this file, then extra cassettes) in file order, then what this
+        run recorded and did not load."""
+        with self._lock:
+            ids = {id(item) for item in self._loaded}
+            return self._loaded + [item for item in self._recorded if id(item) not in ids]
+
+    @property
+    def recorded(self) -> list[_format.Interaction]:
+        """What this run recorded, in order."""
+        with self._lock:
+            return list(self._recorded)
+
     @property
     def played(self) -> list[_format.Interaction]:
         """The recorded interactions replayed so far, in the order they were played."""
@@ -389,12 +485,14 @@ class Cassette:
 
     # -- the transport's side: decide, replay, record ------------------------------------
 
-    def _next(self, key: str) -> Found:
+    def _next(self, key: str, view: RequestView | None = None) -> Found:
         with self._lock:
             items = self._by_key.get(key)
             if not items:
                 return NotRecorded()
             position = self._cursor.get(key, 0)
+            if self._matchers and view is not None:
+                return self._next_matching(key, items, position, view)
             if position < len(items):
                 self._cursor[key] = position + 1
                 self._used.add((key, position))
@@ -403,12 +501,41 @@ class Cassette:
                 return Hit(items[-1])
             return Exhausted(len(items))
 
+    def _next_matching(
+        self, key: str, items: list[_format.Interaction], position: int, view: RequestView
+    ) -> Found:
+        """With function matchers: the first unplayed recording they accept, moved to the
+        cursor so that what is played stays in front."""
+        from ._vcr_compat import matches
+
+        accepted = [i for i in range(len(items)) if matches(self._matchers, view, items[i])]
+        if not accepted:
+            return NotRecorded()
+        ahead = [i for i in accepted if i >= position]
+        if not ahead:
+            return Hit(items[accepted[-1]]) if self.allow_repeats else Exhausted(len(accepted))
+        if not self._origin:
+            for pairs in self._by_key.values():
+                self._origin.update((id(item), n) for n, item in enumerate(pairs))
+        index = ahead[0]
+        items[position], items[index] = items[index], items[position]
+        self._cursor[key] = position + 1
+        self._used.add((key, self._origin.get(id(items[position]), position)))
+        return Hit(items[position])
+
+    def _ignored(self, host: str) -> bool:
+        return bool(self._ignore_hosts) and host.lower() in self._ignore_hosts
+
     def _plan(self, request: httpx2.Request) -> Plan:
         view = _view(request)
         key = self._spec.key(view)
+        if self._ignored(request.url.host):  # ignore_hosts: neither recorded nor replayed
+            return Plan(upstream=Upstream(key, store=False))
         fault = self.faults.take(request) if self.faults is not None else None
         faulted = fault.plan(request) if fault is not None else FaultPlan()
-        action = decide(self.mode, fault if faulted.replaces else None, lambda: self._next(key))
+        action = decide(
+            self.mode, fault if faulted.replaces else None, lambda: self._next(key, view)
+        )
         with self._lock:
             self._stats.faults += fault is not None
         if isinstance(action, InjectFault):
@@ -429,7 +556,7 @@ class Cassette:
         self._refuse_placeholder(request)
         # A fault that alters the answer (cut, truncated) alters only what the caller sees:
         # the whole upstream answer is read and stored, so the next replay plays.
-        secrets = self._scrubber.secrets(view.headers, view.url)
+        secrets = self._scrubber.secrets(view.headers, view.url, view.body)
         upstream = Upstream(key, action.store, secrets, drain=faulted.wrap is not None)
         return Plan(upstream=upstream, delay=faulted.delay, wrap=wrap)
 

@@ -146,6 +146,31 @@ class _Query(MatchPart):
         return "&".join(f"{k}={v}" for k, v in kept).encode()
 
 
+class _Port(MatchPart):
+    """The port, with the scheme's default filled in (vcrpy's ``port``)."""
+
+    name = "port"
+
+    def extract(self, request: RequestView, spec: KeySpec) -> bytes:
+        scheme = _split(request.url)[0].lower()
+        try:
+            port = urlsplit(request.url).port
+        except ValueError:
+            port = None
+        default = {"http": 80, "https": 443}.get(scheme)
+        return str(port or default or "").encode()
+
+
+class _Uri(MatchPart):
+    """Scheme, host, port, path and query together (vcrpy's ``uri``)."""
+
+    name = "uri"
+
+    def extract(self, request: RequestView, spec: KeySpec) -> bytes:
+        parts = (_Scheme, _Host, _Port, _Path, _Query)
+        return b"\n".join(part().extract(request, spec) for part in parts)
+
+
 class _Body(MatchPart):
     name = "body"
 

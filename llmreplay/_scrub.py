@@ -21,6 +21,13 @@ Before an interaction is stored:
    treated as secrets;
 4. ``before_record(interaction)`` runs last and may edit the interaction or return ``None``
    to keep it out of the cassette.
+
+``filter_headers``, ``filter_query`` and ``filter_post_data`` take names, or
+``(name, replacement)`` pairs (vcrpy's form: the value is replaced, ``None`` drops it); a
+header name ending in ``*`` is a prefix (``"x-stainless-*"``, ``"cf-*"``). A filtered value
+is a secret too, so its echoes elsewhere are redacted. By default the request's
+``user-agent`` and ``x-stainless-*`` headers (per-call noise that also names the machine)
+are not stored; response headers are kept as received.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import base64
 import binascii
 import gzip
 import importlib
+import json
 import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -151,27 +159,92 @@ def _variants(secret: str) -> set[str]:
     return {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
 
 
+# A filter entry: a name, or vcrpy's (name, replacement) pair (None: drop the value).
+FilterEntry = str | tuple[str, str | None]
+NOISE_REQUEST_HEADERS = ("user-agent", "x-stainless-*")
+
+
+def _filters(entries: Iterable[FilterEntry]) -> tuple[set[str], tuple[str, ...], dict[str, str]]:
+    """Exact names, name prefixes (``"x-*"``) and replacement values, all lower-cased."""
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    replace: dict[str, str] = {}
+    for entry in entries:
+        if isinstance(entry, tuple | list):
+            name, value = entry
+            if value is not None:
+                replace[str(name).lower()] = str(value)
+                continue
+            entry = str(name)
+        name = entry.lower()
+        if name.endswith("*"):
+            prefixes.append(name[:-1])
+        else:
+            exact.add(name)
+    return exact, tuple(prefixes), replace
+
+
 class Scrubber:
     """Applies the rules above; one per cassette."""
 
     def __init__(
         self,
-        filter_headers: Iterable[str] = (),
-        filter_query: Iterable[str] = (),
+        filter_headers: Iterable[FilterEntry] = (),
+        filter_query: Iterable[FilterEntry] = (),
         before_record: BeforeRecord | None = None,
+        filter_post_data: Iterable[FilterEntry] = (),
     ) -> None:
-        self.headers = DEFAULT_FILTER_HEADERS | {h.lower() for h in filter_headers}
-        self.query = DEFAULT_FILTER_QUERY | {q.lower() for q in filter_query}
+        exact, self._prefixes, self._header_values = _filters(filter_headers)
+        self.headers = DEFAULT_FILTER_HEADERS | exact
+        noise, self._noise_prefixes, _ = _filters(NOISE_REQUEST_HEADERS)
+        self._noise = frozenset(noise)
+        query, _, self._query_values = _filters(filter_query)
+        self.query = DEFAULT_FILTER_QUERY | query
+        post, _, self._post_values = _filters(filter_post_data)
+        self.post_data = frozenset(post)
         self.before_record = before_record
+
+    def _filtered(self, name: str) -> bool:
+        lowered = name.lower()
+        return lowered in self.headers or lowered.startswith(self._prefixes)
 
     def is_credential(self, name: str) -> bool:
         """Whether the request header ``name`` is dropped (defaults and ``filter_headers``)."""
-        return name.lower() in self.headers or is_credential_header(name)
+        return self._filtered(name) or is_credential_header(name)
 
-    def secrets(self, headers: Sequence[tuple[str, str]], url: str) -> list[str]:
+    def _dropped_from_request(self, name: str) -> bool:
+        lowered = name.lower()
+        return (
+            self.is_credential(name)
+            or lowered in self._noise
+            or lowered.startswith(self._noise_prefixes)
+        )
+
+    def body_params(self, body: bytes, headers: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """The values of filtered post-data parameters in a JSON or form body."""
+        names = self.post_data | set(self._post_values)
+        if not names or not body:
+            return {}
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+        found: dict[str, str] = {}
+        if "x-www-form-urlencoded" in content_type:
+            pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+            found = {k: v for k, v in pairs if k.lower() in names}
+        elif body.lstrip()[:1] == b"{":
+            try:
+                data = json.loads(body)
+            except ValueError:
+                return {}
+            if isinstance(data, dict):
+                found = {k: str(v) for k, v in data.items() if k.lower() in names}
+        return found
+
+    def secrets(self, headers: Sequence[tuple[str, str]], url: str, body: bytes = b"") -> list[str]:
         """The credential values in a request as sent, longest first."""
-        found: set[str] = set()
+        found: set[str] = set(self.body_params(body, headers).values())
         for name, value in headers:
+            if name.lower() in self._header_values:
+                found.add(value)
             if name.lower() == "cookie":
                 found.add(value)
                 found.update(_cookie_values(value))
@@ -183,7 +256,7 @@ class Scrubber:
             if userinfo:
                 found.update((userinfo, unquote(userinfo)))
         for name, value in parse_qsl(parts.query, keep_blank_values=True):
-            if name.lower() in self.query:
+            if name.lower() in self.query or name.lower() in self._query_values:
                 found.add(value)
         found.update(KEY_SHAPES.findall(url))
         found.update(KEY_SHAPES.findall(unquote(url)))
@@ -207,14 +280,45 @@ class Scrubber:
         if not parts.query:
             return url
         pairs = parse_qsl(parts.query, keep_blank_values=True)
-        kept = [(k, v) for k, v in pairs if k.lower() not in self.query]
-        if len(kept) == len(pairs):
+        kept = [
+            (k, self._query_values.get(k.lower(), v))
+            for k, v in pairs
+            if k.lower() not in self.query
+        ]
+        if kept == pairs:
             return url
         return urlunsplit(parts._replace(query=urlencode(kept)))
 
     def _headers(self, headers: Headers, secrets: list[str], *, request: bool) -> Headers:
-        dropped = self.is_credential if request else (lambda name: name.lower() in self.headers)
-        return [(name, redact(value, secrets)) for name, value in headers if not dropped(name)]
+        dropped = self._dropped_from_request if request else self._filtered
+        replaced = self._header_values
+        return [
+            (name, replaced[name.lower()] if name.lower() in replaced else redact(value, secrets))
+            for name, value in headers
+            if name.lower() in replaced or not dropped(name)
+        ]
+
+    def _post_data(self, body: bytes, headers: Headers) -> bytes:
+        """The body with filtered post-data parameters replaced or removed."""
+        found = self.body_params(body, headers)
+        if not found:
+            return body
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+        if "x-www-form-urlencoded" in content_type:
+            pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+            kept = [
+                (k, self._post_values.get(k.lower(), v))
+                for k, v in pairs
+                if k.lower() not in self.post_data
+            ]
+            return urlencode(kept).encode()
+        data = json.loads(body)
+        for key in list(data):
+            if key.lower() in self.post_data:
+                del data[key]
+            elif key.lower() in self._post_values:
+                data[key] = self._post_values[key.lower()]
+        return json.dumps(data).encode()
 
     def scrub(self, item: Interaction, secrets: list[str]) -> Interaction | None:
         """Remove credentials from ``item`` in place; then ``before_record`` decides."""
@@ -223,6 +327,7 @@ class Scrubber:
         request.url = redact(self._url(request.url), secrets)
         request.headers = self._headers(request.headers, secrets, request=True)
         response.headers = self._headers(response.headers, secrets, request=False)
+        request.body = self._post_data(request.body, request.headers)
         request.body = _redact_body(request.body, request.headers, secrets)
         request.headers = _with_length(request.headers, request.body)
         if response.chunks is not None:

@@ -49,12 +49,58 @@ PLAYED_DIR = ".llmreplay"  # beside the cassettes, with a .gitignore that ignore
 PLAYED_FILE = "played.json"  # what `llmreplay prune` keeps
 _COUNTS = ("played", "recorded", "live", "faults", "unused", "tokens", "written", "refused")
 _ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
-_BOOL_OPTIONS = ("allow_repeats", "realtime", "record_errors")
-_NAMES_OPTIONS = ("match_on", "ignore", "filter_headers", "filter_query")
+_BOOL_OPTIONS = ("allow_repeats", "realtime", "record_errors", "ignore_localhost")
+_NAMES_OPTIONS = (
+    "match_on",
+    "ignore",
+    "filter_headers",
+    "filter_query",
+    "filter_post_data",
+    "ignore_hosts",
+)
+_NAMES_EXPECTED = {
+    "match_on": "expected a list of names (or functions f(r1, r2))",
+    "filter_headers": "expected a list of names (or (name, replacement) pairs)",
+    "filter_query": "expected a list of names (or (name, replacement) pairs)",
+    "filter_post_data": "expected a list of names (or (name, replacement) pairs)",
+}
+
+
+def _name_like(option: str, value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    if option == "match_on":
+        return callable(value)
+    if option.startswith("filter_"):
+        return isinstance(value, tuple | list) and len(value) == 2 and isinstance(value[0], str)
+    return False
+
+
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.IGNORECASE)
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def vcr_compat(pluginmanager: pytest.PytestPluginManager) -> bool:
+    """Whether llmreplay serves pytest-recording's names: when pytest-recording is not
+    installed, or is disabled with ``-p no:recording``."""
+    import importlib.util
+
+    return importlib.util.find_spec("pytest_recording") is None or pluginmanager.is_blocked(
+        "recording"
+    )
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    if vcr_compat(pluginmanager):
+        from . import _pytest_vcr
+
+        pluginmanager.add_hookspecs(_pytest_vcr.Hooks)
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    if vcr_compat(pluginmanager):
+        from . import _pytest_vcr
+
+        _pytest_vcr.addoption(parser)
     group = parser.getgroup("llmreplay", "record and replay LLM API calls")
     group.addoption(
         "--llm-mode",
@@ -103,10 +149,17 @@ def _session_mode(config: pytest.Config) -> tuple[Any, str]:
     """The mode from the command line, environment or ini, and where it came from."""
     from ._errors import ConfigError
     from ._modes import Mode
+    from ._vcr_compat import RECORD_MODES
 
     flag = config.getoption("llm_mode")
+    vcr_mode = config.getoption("vcr_record_mode", None)
     candidates = [
         (flag, "--llm-mode"),
+        (
+            "live" if config.getoption("vcr_disable_recording", False) else None,
+            "--disable-recording",
+        ),
+        (RECORD_MODES.get(vcr_mode) if vcr_mode else None, "--record-mode"),
         (os.environ.get("LLMREPLAY_MODE") or None, "the LLMREPLAY_MODE environment variable"),
         (config.getini("llm_mode") or None, "the llm_mode ini setting"),
         ("replay", "the default"),
@@ -123,6 +176,13 @@ def pytest_configure(config: pytest.Config) -> None:
     from ._guard import LOOPBACK, Guard, SocketBlock
 
     config.addinivalue_line("markers", MARKER)
+    compat = vcr_compat(config.pluginmanager)
+    if compat:
+        from . import _pytest_vcr
+
+        _pytest_vcr.configure(config)
+        if not config.pluginmanager.has_plugin("llmreplay-vcr"):
+            config.pluginmanager.register(_pytest_vcr, "llmreplay-vcr")
     mode, source = _session_mode(config)
     directory = Path(config.getini("llm_cassette_dir"))
     root = config.inipath.parent if config.inipath is not None else None
@@ -136,6 +196,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "where": "",
         "guard": None,
         "block": None,
+        "vcr": compat,
     }
     config.stash[_SETTINGS] = settings
     config.stash[_TOTALS] = dict.fromkeys(_COUNTS, 0)
@@ -155,11 +216,21 @@ def pytest_configure(config: pytest.Config) -> None:
         settings["pushed"] = guard
         _patch.push_guard(guard)
     block = config.getoption("llm_block_network")
+    if config.getoption("vcr_block_network", False):  # pytest-recording's --block-network
+        block = True
     if block if block is not None else config.getini("llm_block_network"):
         hosts = config.getoption("llm_allow_hosts")
         allow = hosts.split(",") if hosts is not None else config.getini("llm_allow_hosts")
+        vcr_hosts = config.getoption("vcr_allowed_hosts", None)
+        if vcr_hosts:  # pytest-recording's --allowed-hosts adds to loopback
+            allow = [*(allow or LOOPBACK), *vcr_hosts.split(",")]
         settings["block"] = SocketBlock(allow or LOOPBACK, where=lambda: settings["where"])
         settings["block"].install()
+
+
+def session_settings(config: pytest.Config) -> dict[str, Any]:
+    """The plugin's settings for this session (mode and its source, folders, guards)."""
+    return config.stash[_SETTINGS]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -293,7 +364,7 @@ def _checked(options: dict[str, Any], source: str) -> dict[str, Any]:
     from ._errors import ConfigError
 
     allowed = set(inspect.signature(Cassette).parameters) - {"path", "mode", "mode_source"}
-    allowed -= {"storage", "rewrite"}
+    allowed -= {"storage", "rewrite", "extra"}
     for name, value in options.items():
         if name in ("mode", "cassette"):
             if value is not None and not isinstance(value, str | os.PathLike):
@@ -305,9 +376,9 @@ def _checked(options: dict[str, Any], source: str) -> dict[str, Any]:
             raise ConfigError(name, value, source, "expected True or False")
         elif name in _NAMES_OPTIONS and value is not None:
             if isinstance(value, str):
-                options[name] = (value,)
-            elif not all(isinstance(v, str) for v in value):
-                raise ConfigError(name, value, source, "expected a list of names")
+                options[name] = value = (value,)
+            if not all(_name_like(name, v) for v in value):
+                raise ConfigError(name, value, source, _NAMES_EXPECTED.get(name, "a list of names"))
     return options
 
 
@@ -328,6 +399,40 @@ def _marker_options(item: pytest.Item) -> dict[str, Any]:
     return _checked(options, "@pytest.mark.llmreplay")
 
 
+def _vcr_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """pytest-recording's ``vcr_config``, ``@pytest.mark.vcr`` and ``vcr_cassette_dir``,
+    read as llmreplay options."""
+    from . import _pytest_vcr
+    from ._vcr_compat import cassette_options
+
+    shim = _pytest_vcr.shim(request.config)
+    config, config_mode = cassette_options(
+        dict(request.getfixturevalue("vcr_config")), "vcr_config", shim.matchers
+    )
+    markers = list(request.node.iter_markers("vcr"))  # the closest first
+    merged: dict[str, Any] = {}
+    for marker in reversed(markers):
+        merged.update(marker.kwargs)
+    marker_options, marker_mode = cassette_options(merged, "@pytest.mark.vcr", shim.matchers)
+    return {
+        "config": _checked(config, "vcr_config"),
+        "config_mode": config_mode,
+        "marker": _checked(marker_options, "@pytest.mark.vcr"),
+        "marker_mode": marker_mode,
+        "extra": [name for marker in markers for name in marker.args],
+        "dir": _pytest_vcr.module_dir(request),
+    }
+
+
+def _extra_path(base: Path, name: Any) -> Path:
+    """An extra cassette named in ``@pytest.mark.vcr("a.yaml")``: relative to the test's
+    cassette folder; a YAML/JSON name means the msgpack file ``llmreplay migrate`` wrote."""
+    path = Path(os.fspath(name))
+    if path.suffix in (".yaml", ".yml", ".json"):
+        path = path.with_suffix(".msgpack")
+    return path if path.is_absolute() else base / path
+
+
 @pytest.fixture
 def llm_cassette_config() -> dict[str, Any]:
     """Default ``llmreplay.cassette()`` options for tests in scope; override in a conftest."""
@@ -337,7 +442,9 @@ def llm_cassette_config() -> dict[str, Any]:
 @pytest.fixture(autouse=True)
 def _llmreplay_marker(request: pytest.FixtureRequest) -> None:
     """The marker alone turns the test's cassette on, as the fixture does."""
-    if request.node.get_closest_marker("llmreplay") is not None:
+    node = request.node
+    vcr = request.config.stash[_SETTINGS]["vcr"] and node.get_closest_marker("vcr") is not None
+    if vcr or node.get_closest_marker("llmreplay") is not None:
         request.getfixturevalue("llm_cassette")
 
 
@@ -351,24 +458,36 @@ def llm_cassette(
 
     settings = request.config.stash[_SETTINGS]
     node = request.node
+    vcr = _vcr_settings(request) if settings["vcr"] else None
     config_options = _checked(dict(llm_cassette_config), "llm_cassette_config")
     marker = _marker_options(node)
     mode_value, mode_source = settings["mode"], settings["source"]
     if marker.get("mode") is not None:
         mode_value, mode_source = marker["mode"], "the llmreplay marker"
-    elif settings["source"] in ("the llm_mode ini setting", "the default") and (
-        config_options.get("mode") is not None
-    ):
-        mode_value, mode_source = config_options["mode"], "llm_cassette_config"
+    elif vcr is not None and vcr["marker_mode"] is not None:
+        mode_value, mode_source = vcr["marker_mode"], "the vcr marker"
+    elif settings["source"] in ("the llm_mode ini setting", "the default"):
+        if config_options.get("mode") is not None:
+            mode_value, mode_source = config_options["mode"], "llm_cassette_config"
+        elif vcr is not None and vcr["config_mode"] is not None:
+            mode_value, mode_source = vcr["config_mode"], "vcr_config"
+    if vcr is not None:
+        config_options = {**vcr["config"], **config_options}
+        marker = {**vcr["marker"], **marker}
     options = {**config_options, **marker}
     options.pop("mode", None)
     directory = cassette_dir(node)
     named = options.pop("cassette", None)
     if named is None:
         path = cassette_path(node, directory)
+        if vcr is not None and vcr["dir"] is not None:  # a vcr_cassette_dir override
+            path = vcr["dir"] / path.name
     else:
         path = Path(os.fspath(named))
         path = path if path.is_absolute() else directory / path
+    if vcr is not None and vcr["extra"]:
+        base = vcr["dir"] if vcr["dir"] is not None else path.parent
+        options["extra"] = [_extra_path(base, name) for name in vcr["extra"]]
     if "llm_faults" in request.fixturenames:
         injector = request.getfixturevalue("llm_faults")
         options["faults"] = injector.use(options.get("faults"))

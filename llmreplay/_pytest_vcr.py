@@ -1,0 +1,151 @@
+"""pytest-recording's names, served by llmreplay when pytest-recording itself is not active.
+
+Registered by ``llmreplay.pytest_plugin`` only when the ``pytest_recording`` plugin is not
+installed, or is disabled with ``-p no:recording`` (both plugins define the same options and
+fixtures). A suite written for pytest-recording then runs unchanged on llmreplay cassettes:
+
+- ``@pytest.mark.vcr`` (extra cassettes as positional arguments, vcrpy options as keyword
+  arguments) turns the test's cassette on, as ``@pytest.mark.llmreplay`` does;
+- fixtures ``vcr_config``, ``vcr_cassette_dir``, ``default_cassette_name``, ``record_mode``
+  and ``vcr`` (a vcrpy-Cassette-like view of the test's cassette);
+- ``--record-mode``, ``--block-network``, ``--allowed-hosts``, ``--disable-recording``, and
+  the ``block_network`` marker;
+- the ``pytest_recording_configure(config, vcr)`` hook, called once with a shim whose
+  ``register_matcher`` makes a matcher name usable in ``match_on``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RECORD_MODE_CHOICES = ("none", "once", "new_episodes", "all", "rewrite")
+
+
+class Hooks:
+    """The hook pytest-recording declares, so conftests implementing it still load."""
+
+    @pytest.hookspec(firstresult=False)
+    def pytest_recording_configure(self, config: pytest.Config, vcr: Any) -> None:
+        """Called once with a ``VCRShim``: register matchers, serializers, persisters."""
+
+
+def addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("recording", "pytest-recording's options, served by llmreplay")
+    group.addoption(
+        "--record-mode",
+        dest="vcr_record_mode",
+        default=None,
+        choices=RECORD_MODE_CHOICES,
+        help="pytest-recording's mode: none=replay, once, new_episodes=auto, all=record, "
+        "rewrite=record (--llm-mode wins when both are given)",
+    )
+    group.addoption(
+        "--block-network",
+        dest="vcr_block_network",
+        action="store_true",
+        default=False,
+        help="same as --llm-block-network",
+    )
+    group.addoption(
+        "--allowed-hosts",
+        dest="vcr_allowed_hosts",
+        default=None,
+        help="same as --llm-allow-hosts (loopback stays allowed)",
+    )
+    group.addoption(
+        "--disable-recording",
+        dest="vcr_disable_recording",
+        action="store_true",
+        default=False,
+        help="no cassettes at all: every test talks to the network (mode live)",
+    )
+
+
+def configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "vcr(*cassettes, **vcr_options): this test's cassette")
+    config.addinivalue_line("markers", "block_network: refuse non-loopback connections")
+
+
+_SHIM = pytest.StashKey[Any]()
+
+
+def shim(config: pytest.Config) -> Any:
+    """The ``VCRShim`` the conftests' ``pytest_recording_configure`` hooks filled in (the
+    hook runs once per session, on first use)."""
+    from ._vcr_compat import VCRShim
+
+    made = config.stash.get(_SHIM, None)
+    if made is None:
+        made = config.stash[_SHIM] = VCRShim()
+        config.hook.pytest_recording_configure(config=config, vcr=made)
+    return made
+
+
+@pytest.fixture
+def vcr_config() -> dict[str, Any]:
+    """vcrpy options for the tests in scope (override in a conftest, as with
+    pytest-recording); mapped to llmreplay's options."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def vcr_cassette_dir() -> str | None:
+    """The folder of this module's cassettes; ``None`` (the default) means llmreplay's
+    layout. An override returning a folder is used as is."""
+    return None
+
+
+@pytest.fixture
+def default_cassette_name(request: pytest.FixtureRequest) -> str:
+    """pytest-recording's name for the test's cassette: ``Class.test`` or ``test``."""
+    name = request.node.name
+    return f"{request.cls.__name__}.{name}" if request.cls is not None else str(name)
+
+
+@pytest.fixture(scope="session")
+def record_mode(request: pytest.FixtureRequest) -> str:
+    """The session's mode in pytest-recording's words."""
+    from .pytest_plugin import session_settings
+
+    mode = str(session_settings(request.config)["mode"].value)
+    return {"replay": "none", "auto": "new_episodes", "record": "all"}.get(mode, mode)
+
+
+@pytest.fixture
+def vcr(request: pytest.FixtureRequest, record_mode: str) -> Iterator[Any]:
+    """The test's cassette as vcrpy's ``Cassette`` reads, or ``None`` for a test without
+    one (as pytest-recording's fixture)."""
+    from ._vcr_compat import CassetteView
+
+    node = request.node
+    if node.get_closest_marker("vcr") is None and node.get_closest_marker("llmreplay") is None:
+        yield None
+        return
+    cassette = request.getfixturevalue("llm_cassette")
+    yield CassetteView(cassette, record_mode)
+
+
+@pytest.fixture(autouse=True)
+def _llmreplay_block_network(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The ``block_network`` marker: refuse non-loopback connections during the test."""
+    if request.node.get_closest_marker("block_network") is None:
+        yield
+        return
+    from ._guard import LOOPBACK, SocketBlock
+
+    block = SocketBlock(LOOPBACK, where=lambda: str(request.node.nodeid))
+    block.install()
+    try:
+        yield
+    finally:
+        block.uninstall()
+
+
+def module_dir(request: pytest.FixtureRequest) -> Path | None:
+    """The user's ``vcr_cassette_dir`` override, if any."""
+    value = request.getfixturevalue("vcr_cassette_dir")
+    return None if value is None else Path(value)

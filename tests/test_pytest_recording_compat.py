@@ -1,0 +1,273 @@
+"""A suite written for pytest-recording runs unchanged on llmreplay (when pytest-recording
+itself is not active): markers, vcr_config, fixtures, options and hooks, each in the form a
+pytest-recording user writes it, against the loopback server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx2
+import pytest
+
+import llmreplay
+from tests.helpers import fake_key
+from tests.server import LoopbackServer
+
+APP = """
+import openai
+
+
+def ask(text, user=None, **extra):
+    client = openai.OpenAI(max_retries=0)
+    try:
+        options = {"user": user} if user else {}
+        reply = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": text}], **options, **extra
+        )
+    finally:
+        client.close()
+    return reply.choices[0].message.content
+"""
+
+
+@pytest.fixture
+def upstream(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytester
+) -> LoopbackServer:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", fake_key("sk-"))
+    pytester.makepyfile(app=APP)
+    pytester.syspathinsert()
+    return server
+
+
+def _cassettes(root: Path) -> list[str]:
+    found = root.rglob("*.msgpack")
+    return sorted(p.relative_to(root).as_posix() for p in found if ".llmreplay" not in p.parts)
+
+
+def test_a_pytest_recording_suite_records_and_replays_unchanged(
+    pytester: pytest.Pytester, upstream: LoopbackServer
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        def pytest_recording_configure(config, vcr):
+            vcr.register_matcher("model", lambda r1, r2: b"gpt-4o-mini" in r2.body)
+
+        @pytest.fixture(scope="module")
+        def vcr_config():
+            return {
+                "filter_headers": [("authorization", "DUMMY"), "x-stainless-os"],
+                "filter_query_parameters": ["trace"],
+                "match_on": ["method", "path", "body", "model"],
+                "decode_compressed_response": True,
+            }
+        """
+    )
+    pytester.makepyfile(
+        test_suite="""
+        import pytest
+        import app
+
+        @pytest.mark.vcr
+        def test_marker_alone(vcr):
+            assert app.ask("one") == "echo: one"
+            assert vcr.play_count == 1 and vcr.all_played
+            assert b'"one"' in vcr.requests[0].body
+            assert vcr.requests[0].headers["authorization"] == "DUMMY"
+            assert vcr.record_mode in ("none", "all", "once")
+
+        @pytest.mark.vcr("shared.yaml")
+        def test_extra_cassette():
+            assert app.ask("two") == "echo: two"
+
+        class TestGroup:
+            @pytest.mark.vcr
+            def test_method(self):
+                assert app.ask("three") == "echo: three"
+
+        def test_without_a_cassette(vcr):
+            assert vcr is None
+        """
+    )
+    # The shared cassette the second test names is recorded by another test.
+    shared = pytester.path / "fixtures" / "cassettes" / "test_suite" / "shared.msgpack"
+    with llmreplay.cassette(shared, mode="record") as cas:
+        client = cas.openai_client(base_url=upstream.url, api_key=fake_key("sk-"))
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "two"}]
+        )
+        client.close()
+    recorded = pytester.runpytest("--record-mode=once")
+    recorded.assert_outcomes(passed=4)
+    assert _cassettes(pytester.path / "fixtures" / "cassettes") == [
+        "test_suite/TestGroup.test_method.msgpack",
+        "test_suite/shared.msgpack",
+        "test_suite/test_marker_alone.msgpack",
+    ]
+    assert len(upstream.requests) == 3  # one each; the extra cassette answered "two"
+    raw = (pytester.path / "fixtures/cassettes/test_suite/test_marker_alone.msgpack").read_bytes()
+    assert fake_key("sk-").encode() not in raw and b"DUMMY" in raw
+    upstream.stop()
+    replayed = pytester.runpytest("--record-mode=none")
+    replayed.assert_outcomes(passed=4)
+    replayed.stdout.fnmatch_lines(["3 replayed, 0 recorded, 0 live*"])
+
+
+def test_vcr_config_mode_and_marker_mode_follow_the_precedence(
+    pytester: pytest.Pytester, upstream: LoopbackServer
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def vcr_config():
+            return {"record_mode": "new_episodes"}
+        """
+    )
+    pytester.makepyfile(
+        test_modes="""
+        import pytest
+
+        @pytest.mark.vcr
+        def test_config(llm_cassette):
+            assert llm_cassette.mode.value == "auto"
+            assert llm_cassette.mode_source == "vcr_config"
+
+        @pytest.mark.vcr(record_mode="all")
+        def test_marker(llm_cassette):
+            assert llm_cassette.mode.value == "record"
+            assert llm_cassette.mode_source == "the vcr marker"
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=2)
+    flag = pytester.runpytest("--record-mode=none", "-k", "test_config")
+    flag.assert_outcomes(failed=1)  # the command line beats vcr_config
+    flag.stdout.fnmatch_lines(["*assert 'replay' == 'auto'*"])
+
+
+def test_vcr_cassette_dir_ignore_hosts_and_post_data_filters(
+    pytester: pytest.Pytester, upstream: LoopbackServer, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    pytester.makeconftest(
+        f"""
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def vcr_cassette_dir():
+            return {str(elsewhere)!r}
+
+        @pytest.fixture
+        def vcr_config():
+            return {{"filter_post_data_parameters": [("user", "anonymous")]}}
+        """
+    )
+    pytester.makepyfile(
+        test_dir="""
+        import pytest
+        import app
+
+        @pytest.mark.vcr
+        def test_filtered():
+            assert app.ask("hi", user="alice-12345678") == "echo: hi"
+
+        @pytest.mark.vcr(ignore_hosts=["127.0.0.1"])
+        def test_ignored():
+            assert app.ask("live") == "echo: live"
+        """
+    )
+    pytester.runpytest("--record-mode=all").assert_outcomes(passed=2)
+    (stored,) = llmreplay.cassette(elsewhere / "test_filtered.msgpack").interactions
+    assert b'"user": "anonymous"' in stored.request.body and b"alice" not in stored.request.body
+    assert not (elsewhere / "test_ignored.msgpack").exists()  # never recorded
+    before = len(upstream.requests)
+    pytester.runpytest("--record-mode=none").assert_outcomes(passed=2)
+    assert len(upstream.requests) == before + 1  # the ignored host went live again
+
+
+def test_an_unknown_vcr_option_names_our_equivalent(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.vcr(custom_patches=[])
+        def test_x():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*'custom_patches' from @pytest.mark.vcr*llmreplay maps*"])
+
+
+def test_disable_recording_goes_live(pytester: pytest.Pytester, upstream: LoopbackServer) -> None:
+    pytester.makepyfile(
+        test_live="""
+        import pytest
+        import app
+
+        @pytest.mark.vcr
+        def test_live(llm_cassette):
+            assert llm_cassette.mode.value == "live"
+            assert app.ask("x") == "echo: x"
+        """
+    )
+    pytester.runpytest("--disable-recording").assert_outcomes(passed=1)
+    assert len(upstream.requests) == 1
+    assert _cassettes(pytester.path) == []
+
+
+def test_a_cassette_is_a_decorator_sync_and_async(tmp_path: Path, server: LoopbackServer) -> None:
+    path = tmp_path / "deco.msgpack"
+    body = {"model": "m", "messages": [{"role": "user", "content": "deco"}]}
+
+    @llmreplay.cassette(path, mode="once")
+    def call() -> str:
+        with httpx2.Client() as client:
+            return client.post(server.url + "/chat/completions", json=body).text
+
+    first, second = call(), call()  # a fresh cassette per call: recorded, then replayed
+    assert first == second and len(server.requests) == 1
+
+    @llmreplay.cassette(path)
+    async def acall() -> str:
+        async with httpx2.AsyncClient() as client:
+            response = await client.post(server.url + "/chat/completions", json=body)
+            return response.text
+
+    import anyio
+
+    assert anyio.run(acall) == first and len(server.requests) == 1
+
+
+def test_plain_function_matchers_and_port_and_uri_parts(
+    tmp_path: Path, server: LoopbackServer
+) -> None:
+    path = tmp_path / "m.msgpack"
+
+    def same_model(r1: object, r2: object) -> None:
+        assert b'"model":"m"' in r2.body.replace(b" ", b"")  # type: ignore[attr-defined]
+
+    recorded = llmreplay.cassette(path, mode="record", match_on=["method", "uri", same_model])
+    with httpx2.Client(transport=recorded.transport()) as client:
+        for text in ("a", "b"):
+            client.post(
+                server.url + "/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": text}]},
+            )
+    recorded.save()
+    server.stop()
+    # Keyed on method and uri (not the body): any body the matcher accepts replays, in order.
+    replay = llmreplay.cassette(path, match_on=["method", "port", "uri", same_model])
+    with httpx2.Client(transport=replay.transport()) as client:
+        answers = [
+            client.post(server.url + "/chat/completions", json={"model": "m", "x": n}).json()
+            for n in range(2)
+        ]
+        with pytest.raises(llmreplay.CassetteMiss):
+            client.post(server.url + "/chat/completions", json={"model": "other"})
+    assert [a["choices"][0]["message"]["content"] for a in answers] == ["echo: a", "echo: b"]
