@@ -6,7 +6,8 @@ Everything runs on this machine: the real openai SDK, an httpx2 MockTransport fo
 floor, and the loopback server from the test suite for live and record mode.
 
 Goals: replay within 1.15x of the floor at every cassette size; record within 1.2x of
-plain live calls; time to first chunk in record mode equal to upstream's.
+plain live calls; time to first chunk in record mode equal to upstream's. Per HTTP stack
+(``benchmarks/stacks.py``): replay against that stack's own floor, and vcrpy on that stack.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import llmreplay  # noqa: E402
+from benchmarks.stacks import bench_stacks, report_stacks  # noqa: E402
 from tests.server import start_server  # noqa: E402
 
 CANNED = json.dumps(
@@ -308,6 +310,7 @@ def main() -> int:
             "record": bench_record(folder, 200 if args.quick else 1000),
             "first_chunk": bench_first_chunk(folder),
             "proxy": bench_proxy(folder, 100 if args.quick else 300),
+            "stacks": bench_stacks(folder, 1000, 200 if args.quick else 500),
         }
     text = report(results)
     sys.stdout.write(text)
@@ -362,6 +365,7 @@ def report(results: dict[str, Any]) -> str:
             f"({proxy['live_overhead_ms']:+.3f} ms); the same cassette replayed in-process "
             f"{proxy['in_process_ms']:.3f} ms/call."
         )
+    lines += report_stacks(results.get("stacks", []))
     lines += [
         "",
     ]
