@@ -53,7 +53,8 @@ console.log(res.status, res.headers.get("x-llmreplay-source"), data.choices[0].m
 
 @pytest.fixture
 def served(tmp_path: Path, server: LoopbackServer) -> Iterator[list[InProcessServer]]:
-    """Start in-process servers with ``start(mode, **options)``; all stopped after."""
+    """In-process servers started by ``start(served, server, mode, **options)``, all stopped
+    after the test."""
     running: list[InProcessServer] = []
     yield running
     for item in running:
