@@ -327,6 +327,26 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 1 if result.conflicts and args.prefer is None else 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from . import _migrate
+
+    if _vcr_missing("migrate"):
+        return 2
+    if args.rewrite_markers and not args.write:
+        sys.stderr.write("llmreplay: --rewrite-markers changes files: give --write too\n")
+        return 2
+    report = _migrate.migrate(
+        _existing(args.tests_dir),
+        write=args.write,
+        rewrite_markers=args.rewrite_markers,
+        matching=args.matching,
+        overwrite=args.overwrite,
+        run=not args.no_run,
+    )
+    _out(args, report.as_dict(), _migrate.render(report))
+    return 1 if report.refused or report.errors else 0
+
+
 def cmd_import_pickle(args: argparse.Namespace) -> int:
     from ._pickle_import import convert
 
@@ -447,6 +467,30 @@ def _parser() -> argparse.ArgumentParser:
         "and returns vcrpy's cassette dict",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p = command(
+        "migrate",
+        cmd_migrate,
+        "move a pytest-recording (vcrpy) project onto llmreplay: a report, or --write",
+        True,
+    )
+    p.add_argument("tests_dir", nargs="?", default="tests", metavar="TESTS_DIR")
+    p.add_argument("--write", action="store_true", help="do it (default: a dry-run report)")
+    p.add_argument(
+        "--rewrite-markers",
+        action="store_true",
+        help="with --write: @pytest.mark.vcr -> @pytest.mark.llmreplay where it has no arguments",
+    )
+    p.add_argument(
+        "--matching",
+        choices=("vcrpy", "llmreplay"),
+        default="vcrpy",
+        help="keep vcrpy's default matching (no body) for tests that rely on it (default), "
+        "or take llmreplay's (body-keyed; re-record the stale tests)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace cassettes already there")
+    p.add_argument(
+        "--no-run", action="store_true", help="do not run the suite to count stale recordings"
+    )
     p = command(
         "import-pickle",
         cmd_import_pickle,

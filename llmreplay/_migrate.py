@@ -1,0 +1,412 @@
+"""``llmreplay migrate``: a pytest-recording (vcrpy) project onto llmreplay in one step.
+
+1. The project's suite is collected and set up (no test body runs) with
+   ``llmreplay._migrate_probe``: for each test, its pytest-recording cassettes (own and
+   extra, wherever ``vcr_cassette_dir`` puts them, in whatever format its serializer wrote)
+   and the file the plugin will look for; each is converted into a staging folder with the
+   project's own deserializer. YAML/JSON files under ``cassettes/`` folders that no test
+   claims are converted by pytest-recording's layout.
+2. The plan: two cassettes for one target, or a target that exists with other content
+   (unless ``overwrite``), are refused with the reason; the counts are the files written.
+3. Matching: vcrpy matches on method, scheme, host, port, path and query, not the body.
+   With ``matching="vcrpy"`` (the default) a ``llm_cassette_config`` fixture is written into
+   ``TESTS_DIR/conftest.py`` that keeps vcrpy's default for tests whose ``vcr_config`` sets
+   no ``match_on`` (those that set one keep theirs through the compatibility layer).
+4. The suite is run once more, in replay, with llmreplay's default (body-keyed) matching
+   forced: tests whose request finds no recording are counted (their recording is stale;
+   vcrpy's matching hid it). Then the choice: re-record them, or keep vcrpy's matching.
+
+Dry run by default (nothing in the project changes; the measure runs on the staging copy);
+``write`` does it. Markers are rewritten only with ``rewrite_markers`` (``_migrate_markers``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import _migrate_markers, _migrate_probe
+from ._errors import CassetteError
+
+VCRPY_MATCH_ON = ("method", "scheme", "host", "port", "path", "query")
+_VCR_SUFFIXES = (".yaml", ".yml", ".json")
+SNIPPET_MARK = "# -- written by `llmreplay migrate`"
+
+
+@dataclass
+class Report:
+    """What migrate found, did (or would do), and left to the user; ``as_dict`` for --json."""
+
+    write: bool
+    tests: int = 0
+    marked: int = 0
+    vcr_fixture: list[str] = field(default_factory=list)
+    cassettes: list[dict[str, Any]] = field(default_factory=list)  # source, target, n
+    unchanged: list[str] = field(default_factory=list)  # targets already migrated
+    refused: list[dict[str, str]] = field(default_factory=list)  # source, reason
+    no_cassette: list[str] = field(default_factory=list)  # marked tests without one
+    errors: list[dict[str, str]] = field(default_factory=list)  # nodeid, error
+    matching: dict[str, Any] = field(default_factory=dict)
+    stale: list[dict[str, Any]] | None = None  # tests with requests their recording misses
+    failing: list[dict[str, Any]] = field(default_factory=list)  # failing for other reasons
+    unmeasured: list[str] = field(default_factory=list)
+    markers: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def interactions(self) -> int:
+        return sum(int(c["interactions"]) for c in self.cassettes)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(vars(self))
+        data["interactions"] = self.interactions
+        return data
+
+
+def _pytest(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "pytest", *args, "-p", "llmreplay._migrate_probe"]
+    command += ["-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    return subprocess.run(
+        command, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, check=False
+    )
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def probe(tests_dir: Path, stage: Path, cwd: Path) -> list[dict[str, Any]]:
+    """One row per test of the project (see ``_migrate_probe``)."""
+    out = stage / "probe.jsonl"
+    env = {_migrate_probe.PROBE: str(out), _migrate_probe.STAGE: str(stage)}
+    done = _pytest([str(tests_dir), "--record-mode=none"], env, cwd)
+    rows = _rows(out)
+    if not rows and done.returncode not in (0, 5):
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise CassetteError(
+            tests_dir,
+            f"its tests could not be collected (pytest exit {done.returncode}):\n{tail}",
+            hint="Make `pytest` run in this project first, then run llmreplay migrate again.",
+        )
+    return list({row["nodeid"]: row for row in rows}.values())  # xdist may repeat none
+
+
+def _unclaimed(tests_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[Path, Path]]:
+    """vcrpy files under ``cassettes/`` folders no test claimed, and where pytest-recording's
+    layout (``<dir>/cassettes/<module>/<name>``) puts them in the plugin's."""
+    from .pytest_plugin import _safe
+
+    claimed = {
+        c["source"] for row in rows for c in [row.get("own") or {}, *row.get("extras", [])] if c
+    }
+    first = next((row for row in rows if "llm_dir" in row), None)
+    if first is None:
+        return []
+    root, llm_dir = Path(first["root"]), Path(first["llm_dir"])
+    found = []
+    for folder in sorted(tests_dir.rglob("cassettes")):
+        if not folder.is_dir() or llm_dir in (folder, *folder.parents):
+            continue
+        for path in sorted(folder.rglob("*")):
+            if path.suffix not in _VCR_SUFFIXES or str(path) in claimed or not path.is_file():
+                continue
+            try:
+                where = folder.parent.resolve().relative_to(root.resolve())
+            except ValueError:
+                continue
+            module = path.relative_to(folder).parent
+            parts = [*where.parts, *module.parts]
+            target = llm_dir.joinpath(*map(_safe, parts)) / (_safe(path.stem) + ".msgpack")
+            found.append((path, target))
+    return found
+
+
+def _convert_unclaimed(pairs: list[tuple[Path, Path]], stage: Path) -> list[dict[str, Any]]:
+    from . import _vcr_import
+
+    out = []
+    for number, (source, target) in enumerate(pairs):
+        staged = stage / f"unclaimed-{number}.msgpack"
+        outcome = _vcr_import.convert([(source, staged)])
+        row: dict[str, Any] = {"source": str(source), "target": str(target), "unclaimed": True}
+        if outcome.imported:
+            row.update(staged=str(staged), interactions=outcome.interactions)
+        else:
+            row["error"] = outcome.skipped[0]["reason"]
+        out.append(row)
+    return out
+
+
+def _plan(cassettes: list[dict[str, Any]], report: Report, overwrite: bool) -> list[dict[str, Any]]:
+    """The cassettes to write; refusals and already-migrated ones go into ``report``."""
+    by_target: dict[str, list[dict[str, Any]]] = {}
+    for cassette in cassettes:
+        if "error" in cassette:
+            report.refused.append({"source": cassette["source"], "reason": cassette["error"]})
+        elif "staged" in cassette:
+            by_target.setdefault(str(Path(cassette["target"])).casefold(), []).append(cassette)
+    chosen = []
+    for group in by_target.values():
+        sources = sorted({c["source"] for c in group})
+        if len(sources) > 1:
+            for source in sources:
+                others = ", ".join(s for s in sources if s != source)
+                reason = (
+                    f"{group[0]['target']} would also be written from {others}; "
+                    "nothing was written for either (rename one of the tests or cassettes)"
+                )
+                report.refused.append({"source": source, "reason": reason})
+            continue
+        cassette, target = group[0], Path(group[0]["target"])
+        if target.exists():
+            if target.read_bytes() == Path(cassette["staged"]).read_bytes():
+                report.unchanged.append(str(target))
+                continue
+            if not overwrite:
+                reason = f"{target} exists with other content (pass --overwrite to replace it)"
+                report.refused.append({"source": cassette["source"], "reason": reason})
+                continue
+        chosen.append(cassette)
+    return chosen
+
+
+def _matching(rows: list[dict[str, Any]], tests_dir: Path, matching: str) -> dict[str, Any]:
+    from ._match import MATCH_PARTS
+
+    explicit: dict[str, int] = {}
+    default = 0
+    for row in rows:
+        if not row.get("marked"):
+            continue
+        if row.get("match_on") is None:
+            default += 1
+        else:
+            key = ", ".join(row["match_on"])
+            explicit[key] = explicit.get(key, 0) + 1
+    parts = [p for p in VCRPY_MATCH_ON if p in MATCH_PARTS]
+    conftest = tests_dir / "conftest.py"
+    text = conftest.read_text(encoding="utf-8") if conftest.is_file() else ""
+    result: dict[str, Any] = {
+        "vcrpy_default": default,
+        "explicit": explicit,
+        "choice": matching,
+        "conftest": str(conftest),
+        "match_on": parts,
+        "snippet": None,
+    }
+    if matching == "vcrpy" and default:
+        if SNIPPET_MARK in text:
+            result["snippet"] = "present"
+        elif "def llm_cassette_config" in text:
+            result["snippet"] = "blocked: this conftest already defines llm_cassette_config"
+        else:
+            result["snippet"] = "to write"
+    return result
+
+
+def snippet(parts: list[str]) -> str:
+    names = ", ".join(f'"{p}"' for p in parts)
+    return f"""
+
+{SNIPPET_MARK}: keep vcrpy's default matching ({", ".join(parts)};
+# not the body) for tests whose vcr_config sets no match_on. Tests whose recording no longer
+# matches its request pass only because of it: re-record them (pytest --llm-mode=record),
+# then delete this fixture to match on the body too.
+import pytest as _llmreplay_pytest  # noqa: E402
+
+
+@_llmreplay_pytest.fixture
+def llm_cassette_config(request):  # noqa: ANN001, ANN201
+    if "match_on" in request.getfixturevalue("vcr_config"):
+        return {{}}  # the project's own vcr_config matching applies
+    return {{"match_on": [{names}]}}
+"""
+
+
+def measure(tests_dir: Path, cwd: Path, out: Path, llm_dir: Path | None) -> list[dict[str, Any]]:
+    """Run the suite in replay with llmreplay's default matching; misses per test."""
+    env = {_migrate_probe.MEASURE: str(out)}
+    args = [str(tests_dir), "-p", "no:recording", "--llm-mode=replay"]
+    if llm_dir is not None:
+        args += ["-o", f"llm_cassette_dir={llm_dir}"]
+    _pytest(args, env, cwd)
+    return list({row["nodeid"]: row for row in _rows(out)}.values())
+
+
+def migrate(
+    tests_dir: Path,
+    *,
+    write: bool = False,
+    rewrite_markers: bool = False,
+    matching: str = "vcrpy",
+    overwrite: bool = False,
+    run: bool = True,
+    cwd: Path | None = None,
+) -> Report:
+    """Migrate the project whose tests are in ``tests_dir`` (see the module docstring)."""
+    cwd = cwd or Path.cwd()
+    tests_dir = tests_dir.resolve()
+    report = Report(write=write)
+    with tempfile.TemporaryDirectory(prefix="llmreplay-migrate-") as scratch:
+        stage = Path(scratch)
+        rows = probe(tests_dir, stage, cwd)
+        report.tests = len(rows)
+        report.marked = sum(1 for row in rows if row.get("marked"))
+        report.vcr_fixture = [r["nodeid"] for r in rows if r.get("uses_vcr_fixture")]
+        report.errors = [{"nodeid": r["nodeid"], "error": r["error"]} for r in rows if "error" in r]
+        cassettes: list[dict[str, Any]] = []
+        for row in rows:
+            own = row.get("own")
+            if own is not None and own.get("missing"):
+                report.no_cassette.append(row["nodeid"])
+            cassettes += [c for c in [own, *row.get("extras", [])] if c and not c.get("missing")]
+        cassettes = list({c["source"] + "\0" + c["target"]: c for c in cassettes}.values())
+        cassettes += _convert_unclaimed(_unclaimed(tests_dir, rows), stage)
+        chosen = _plan(cassettes, report, overwrite)
+        report.cassettes = [
+            {k: c[k] for k in ("source", "target", "interactions")}
+            | {"unclaimed": "unclaimed" in c}
+            for c in chosen
+        ]
+        report.matching = _matching(rows, tests_dir, matching)
+        measure_dir: Path | None = None
+        if write:
+            for cassette in chosen:
+                target = Path(cassette["target"])
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(cassette["staged"], target)
+            if report.matching["snippet"] == "to write":
+                conftest = Path(report.matching["conftest"])
+                with conftest.open("a", encoding="utf-8") as out:
+                    out.write(snippet(report.matching["match_on"]))
+                report.matching["snippet"] = "written"
+        else:
+            first = next((row for row in rows if "llm_dir" in row), None)
+            if first is not None:  # the dry run measures a staging copy of the plugin's layout
+                llm_dir, measure_dir = Path(first["llm_dir"]), stage / "layout"
+                for cassette in chosen:
+                    target = Path(cassette["target"])
+                    if llm_dir in target.parents:
+                        copy = measure_dir / target.relative_to(llm_dir)
+                        copy.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(cassette["staged"], copy)
+        if run and rows:
+            measured = measure(tests_dir, cwd, stage / "measure.jsonl", measure_dir)
+            if not write:  # a folder of the project's own is not staged: measured on --write
+                moved = {r["nodeid"] for r in rows if r.get("own_vcr_dir")}
+                report.unmeasured = sorted(moved)
+                measured = [m for m in measured if m["nodeid"] not in moved]
+            report.stale = [m for m in measured if m["misses"]]
+            report.failing = [m for m in measured if m["outcome"] == "failed" and not m["misses"]]
+    report.markers = _markers(tests_dir, write and rewrite_markers)
+    report.notes = _notes(rows, tests_dir)
+    return report
+
+
+def _markers(tests_dir: Path, rewrite: bool) -> list[dict[str, Any]]:
+    uses = []
+    for path in sorted(tests_dir.rglob("*.py")):
+        found = _migrate_markers.scan(path)
+        done = _migrate_markers.rewrite(path) if rewrite and found else 0
+        for use in found:
+            row = vars(use) | {"rewritten": bool(done) and use.rewritable}
+            uses.append(row)
+    return uses
+
+
+def _notes(rows: list[dict[str, Any]], tests_dir: Path) -> list[str]:
+    from ._vcr_compat import _IGNORED
+
+    notes = []
+    ignored = sorted({o for row in rows for o in row.get("options", ()) if o in _IGNORED})
+    if ignored:
+        notes.append(
+            f"vcrpy options the compatibility layer accepts and ignores (with a warning): "
+            f"{', '.join(ignored)}"
+        )
+    direct = [
+        str(p) for p in sorted(tests_dir.rglob("*.py")) if "use_cassette(" in p.read_text("utf-8")
+    ]
+    if direct:
+        notes.append(
+            "vcrpy used directly (use_cassette) in: "
+            + ", ".join(direct)
+            + " -- left as is; it keeps running under vcrpy (or use llmreplay.cassette(...))"
+        )
+    return notes
+
+
+def render(report: Report) -> str:
+    """The migration report as text: what was done (or would be), and what is left."""
+    did = "" if report.write else "would "
+    lines = [
+        f"llmreplay migrate ({'--write' if report.write else 'dry run: nothing changed'})",
+        f"tests: {report.tests} collected, {report.marked} with a cassette marker, "
+        f"{len(report.vcr_fixture)} reading the vcr fixture (served by the compatibility layer)",
+        f"cassettes: {did}write {len(report.cassettes)} ({report.interactions} interactions)"
+        + (f", {len(report.unchanged)} already migrated" if report.unchanged else "")
+        + (f", {len(report.refused)} not converted" if report.refused else ""),
+    ]
+    lines += [f"  {c['source']} -> {c['target']} ({c['interactions']})" for c in report.cassettes]
+    lines += [f"  not converted: {r['source']}: {r['reason']}" for r in report.refused]
+    if report.no_cassette:
+        lines.append(
+            f"marked tests without a cassette (never recorded?): {len(report.no_cassette)}"
+        )
+        lines += [f"  {nodeid}" for nodeid in report.no_cassette]
+    lines += [f"  could not be probed: {e['nodeid']}: {e['error']}" for e in report.errors]
+    m = report.matching
+    if m:
+        lines.append(
+            f"matching: {m['vcrpy_default']} test(s) rely on vcrpy's default matching "
+            f"({', '.join(m['match_on'])}; not the body)"
+            + "".join(f"; {n} set match_on=[{k}]" for k, n in m["explicit"].items())
+        )
+        if m["snippet"] in ("written", "to write"):
+            verb = "wrote" if m["snippet"] == "written" else "would write"
+            lines.append(f"  {verb} llm_cassette_config into {m['conftest']} to keep it")
+        elif m["snippet"]:
+            lines.append(f"  llm_cassette_config in {m['conftest']}: {m['snippet']}")
+    if report.stale is None:
+        lines.append("stale recordings: not measured (--no-run)")
+    else:
+        lines.append(
+            f"stale recordings: {len(report.stale)} test(s) send a request their recording no "
+            "longer matches under llmreplay's default matching (vcrpy's matching hid it)"
+        )
+        lines += [f"  {s['nodeid']}: {s['misses']} request(s) unmatched" for s in report.stale]
+        lines += [f"  failing for another reason: {f['nodeid']}" for f in report.failing]
+        lines += [
+            f"  not measured in a dry run (cassettes in its vcr_cassette_dir): {nodeid}"
+            for nodeid in report.unmeasured
+        ]
+        if report.stale:
+            lines.append(
+                "  choose: re-record them (pytest -p no:recording --llm-mode=record <tests>), "
+                "or keep vcrpy's matching (llmreplay migrate --matching vcrpy, the default)"
+            )
+    rewritable = [u for u in report.markers if u["rewritable"]]
+    done = [u for u in report.markers if u["rewritten"]]
+    lines.append(
+        f"markers: {len(report.markers)} @pytest.mark.vcr use(s) work unchanged; "
+        f"{len(rewritable)} could become @pytest.mark.llmreplay"
+        + (f", {len(done)} rewritten" if done else " (--write --rewrite-markers)")
+    )
+    lines += [
+        f"  {u['path']}:{u['line']}: left: {u['reason']}" for u in report.markers if u["reason"]
+    ]
+    lines += [f"note: {note}" for note in report.notes]
+    lines += [
+        "left to you: run the suite without pytest-recording (uninstall it, or add "
+        "`-p no:recording` to addopts); delete the YAML cassettes once it passes",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,290 @@
+"""``llmreplay migrate``: a pytest-recording project (fixtures/recording_project) recorded
+by pytest-recording against the loopback server, passing under it with the server stopped,
+migrated in one command, and passing again under llmreplay, offline, nothing done by hand.
+
+The project reproduces what real ports met: a custom serializer, same-named tests in two
+modules, a vcr_cassette_dir override, extra cassettes, class and module markers, tests and
+a conftest fixture reading the vcrpy cassette object, ``pytest_recording_configure``, an
+opaque base64 blob holding ``sk-``, a skipped test and a request changed since recording.
+Every pytest run is a subprocess with its own environment: pytest-recording on the path
+for the "before" half, ``-p no:recording`` for the "after" half.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import llmreplay
+from llmreplay import _migrate_markers
+from llmreplay._cli import main
+from llmreplay._vcr import load_vcr
+from tests.server import start_server
+
+ROOT = Path(__file__).parent.parent
+PROJECT = ROOT / "fixtures" / "recording_project"
+REALWORLD = ROOT / "fixtures" / "realworld" / "cassettes"
+# pytest-recording is not in the dev extra (installed, it would turn llmreplay's
+# compatibility layer off in every pytester run); point this at a `pip install --target`
+# folder of it, or install it in the environment, to run the "before" half.
+SITE = os.environ.get("LLMREPLAY_TEST_PYTEST_RECORDING", "")
+HAS_RECORDING = bool(SITE) or importlib.util.find_spec("pytest_recording") is not None
+needs_recording = pytest.mark.skipif(
+    not HAS_RECORDING,
+    reason="pytest-recording is not installed (pip install pytest-recording==0.14.1, or "
+    "LLMREPLAY_TEST_PYTEST_RECORDING=<a pip --target folder holding it>)",
+)
+STALE = ["tests/test_chat.py::test_request_changed_since_recording",
+         "tests/test_chat.py::test_several_cassettes"]  # fmt: skip
+
+
+def _env(base_url: str, *, recording: bool, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMREPLAY", "PYTEST_"))}
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != SITE]
+    if recording and SITE:
+        paths.insert(0, SITE)
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return {**env, "PROJECT_BASE_URL": base_url, **extra}
+
+
+def _pytest(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *args],
+        cwd=project, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def _migrate(project: Path, env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "llmreplay", "migrate", "tests", "--json", *args],
+        cwd=project, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.stdout, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts and ".llmreplay" not in p.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """The project, recorded by pytest-recording against the loopback server (stopped
+    after), and passing under pytest-recording with the server stopped."""
+    if not HAS_RECORDING:
+        pytest.skip("pytest-recording is not installed")
+    project = tmp_path_factory.mktemp("recorded") / "project"
+    shutil.copytree(PROJECT, project)
+    server = start_server()
+    try:
+        env = _env(server.url, recording=True, PROJECT_RECORDING="1")
+        done = _pytest(project, env, "--record-mode=new_episodes")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert len(server.requests) == 12  # 11 tests, one of them asks twice, one skipped
+    finally:
+        server.stop()
+    before = _pytest(project, _env(server.url, recording=True), "--record-mode=none")
+    assert before.returncode == 0, before.stdout + before.stderr
+    assert "11 passed, 1 skipped" in before.stdout
+    yield project, server.url
+
+
+@pytest.fixture
+def project(recorded: tuple[Path, str], tmp_path: Path) -> tuple[Path, str]:
+    copy = tmp_path / "project"
+    shutil.copytree(recorded[0], copy)
+    return copy, recorded[1]
+
+
+@needs_recording
+def test_migrate_write_then_the_suite_passes_offline_under_llmreplay(
+    project: tuple[Path, str],
+) -> None:
+    folder, url = project
+    before = _tree(folder)
+
+    # The dry run: the whole report, the stale tests measured on a staging copy.
+    code, report = _migrate(folder, _env(url, recording=True))
+    assert code == 0 and report["write"] is False and _tree(folder) == before
+    assert (report["tests"], report["marked"]) == (12, 12)
+    assert len(report["cassettes"]) == 12 and report["interactions"] == 14
+    assert report["refused"] == [] and report["errors"] == []
+    assert report["no_cassette"] == ["tests/test_chat.py::test_skipped"]
+    assert [s["nodeid"] for s in report["stale"]] == STALE
+    assert report["unmeasured"] == ["tests/test_tools.py::test_create"]  # its own folder
+    assert report["failing"] == []
+    assert report["vcr_fixture"] == ["tests/test_chat.py::test_reads_the_cassette"]
+    assert report["matching"]["snippet"] == "to write"
+    assert report["matching"]["explicit"] == {"method, path, body": 1}
+    targets = sorted(Path(c["target"]).relative_to(folder).as_posix() for c in report["cassettes"])
+    assert "tests/cassettes/tools_recorded/test_create.msgpack" in targets  # its own folder
+    assert "fixtures/cassettes/tests/test_tools/test_create.msgpack" not in targets
+    assert "fixtures/cassettes/tests/test_chat/test_create.msgpack" in targets  # same name
+    assert "fixtures/cassettes/tests/test_chat/shared.msgpack" in targets  # an extra
+    assert "fixtures/cassettes/tests/test_chat/test_custom_serializer.msgpack" in targets
+    assert "fixtures/cassettes/tests/test_chat/test_parametrized-alpha.msgpack" in targets
+    assert len(report["markers"]) == 11 and not any(m["rewritten"] for m in report["markers"])
+
+    # --write: one command, then nothing by hand.
+    code, written = _migrate(folder, _env(url, recording=True), "--write", "--rewrite-markers",
+                             "--no-run")  # fmt: skip
+    assert code == 0 and written["cassettes"] == report["cassettes"]
+    assert written["matching"]["snippet"] == "written"
+    assert [m["rewritten"] for m in written["markers"]] == [
+        m["rewritable"] for m in report["markers"]
+    ]
+    assert sum(m["rewritten"] for m in written["markers"]) == 9
+    assert all(m["reason"] for m in written["markers"] if not m["rewritable"])
+    migrated = _tree(folder)
+    assert {k: migrated[k] for k in before if "cassettes/" in k} == {
+        k: v for k, v in before.items() if "cassettes/" in k
+    }  # the YAML cassettes are left for the user to delete
+    changed = sorted(k for k in migrated if migrated[k] != before.get(k))
+    assert changed == sorted(
+        ["tests/conftest.py", "tests/test_chat.py", "tests/test_tools.py", *targets]
+    )
+
+    # The after half: pytest-recording out of the way, the server long gone.
+    after = _pytest(folder, _env(url, recording=False), "-p", "no:recording")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "11 passed, 1 skipped" in after.stdout
+    assert "0 cassette(s) written" in after.stdout and "0 live" in after.stdout
+    assert _tree(folder) == migrated  # the run wrote no cassette
+
+
+@needs_recording
+def test_a_cassette_in_the_way_is_refused_unless_overwrite(project: tuple[Path, str]) -> None:
+    folder, url = project
+    target = folder / "fixtures/cassettes/tests/test_chat/test_create.msgpack"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"someone else's")
+    code, report = _migrate(folder, _env(url, recording=True), "--write", "--no-run")
+    assert code == 1 and target.read_bytes() == b"someone else's"
+    (refused,) = report["refused"]
+    assert refused["source"].endswith("test_chat/test_create.yaml")
+    assert "--overwrite" in refused["reason"] and len(report["cassettes"]) == 11
+    code, report = _migrate(folder, _env(url, recording=True), "--write", "--no-run",
+                            "--overwrite")  # fmt: skip
+    assert code == 0 and len(llmreplay.cassette(target).interactions) == 1
+    assert len(report["cassettes"]) == 1 and len(report["unchanged"]) == 11  # idempotent
+    assert report["matching"]["snippet"] == "present"
+
+
+@pytest.fixture
+def realworld_project(tmp_path: Path) -> Path:
+    """fixtures/realworld laid out as pytest-recording does: one test module per source,
+    its cassettes in ``tests/cassettes/<module>/<test>.yaml``."""
+    project = tmp_path / "realworld"
+    (project / "tests").mkdir(parents=True)
+    (project / "pytest.ini").write_text("[pytest]\n")
+    for source in sorted(REALWORLD.glob("*.yaml")):
+        origin, name = source.name.split("__", 1)
+        module = "test_" + origin.replace("-", "_")
+        (project / "tests" / f"{module}.py").write_text("def test_collected():\n    pass\n")
+        folder = project / "tests" / "cassettes" / module
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, folder / name)
+    return project
+
+
+def test_the_realworld_cassettes_in_pytest_recording_s_layout(
+    realworld_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(realworld_project)
+    clash = realworld_project / "tests/cassettes/test_llm/test_tool_use_basic.json"
+    clash.write_text(json.dumps(yaml.safe_load(clash.with_suffix(".yaml").read_text())))
+    code = main(["migrate", "tests", "--write", "--no-run", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    lost = len(load_vcr(clash.with_suffix(".yaml")))
+    assert len(report["cassettes"]) == 96 and report["interactions"] == 115 - lost
+    assert sorted(Path(r["source"]).name for r in report["refused"]) == [
+        "test_tool_use_basic.json",
+        "test_tool_use_basic.yaml",
+    ]
+    written = sorted((realworld_project / "fixtures" / "cassettes").rglob("*.msgpack"))
+    assert len(written) == 96
+    assert sum(len(llmreplay.cassette(p).interactions) for p in written) == 115 - lost
+    names = {p.relative_to(realworld_project / "fixtures/cassettes").as_posix() for p in written}
+    assert "tests/test_otel_contrib/test_responses_create_token_usage-content_mode0.msgpack" in (
+        names
+    )
+
+
+def test_bad_usage_is_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["migrate", str(tmp_path / "nope")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert main(["migrate", str(tmp_path), "--rewrite-markers"]) == 2
+    assert "--write" in capsys.readouterr().err
+
+
+def test_migrate_without_the_vcr_extra_names_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "vcr", None)
+    assert main(["migrate", str(tmp_path)]) == 2
+    assert "pip install 'pytest-llmreplay[vcr]'" in capsys.readouterr().err
+
+
+MARKED = """\
+import pytest
+
+pytestmark = [pytest.mark.vcr, pytest.mark.slow]
+NOTE = "pytest.mark.vcr in a string stays"  # pytest.mark.vcr in a comment stays
+
+
+@pytest.mark.vcr
+def test_a(): ...
+
+
+@pytest.mark.vcr()
+def test_b(): ...
+
+
+@pytest.mark.vcr("extra.yaml")
+def test_c(): ...
+
+
+@pytest.mark.vcr(match_on=["method"])
+def test_d(): ...
+
+
+@pytest.mark.vcr_other
+@other.pytest.mark.vcr
+def test_e(): ...
+"""
+
+
+def test_markers_are_rewritten_only_where_it_means_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "test_marked.py"
+    path.write_text(MARKED)
+    uses = _migrate_markers.scan(path)
+    assert [(u.line, u.rewritable) for u in uses] == [
+        (3, True), (7, True), (11, True), (15, False), (19, False)
+    ]  # fmt: skip
+    assert _migrate_markers.rewrite(path) == 3
+    text = path.read_text()
+    assert text == (
+        MARKED.replace("[pytest.mark.vcr,", "[pytest.mark.llmreplay,")
+        .replace("@pytest.mark.vcr\ndef", "@pytest.mark.llmreplay\ndef")
+        .replace("@pytest.mark.vcr()\n", "@pytest.mark.llmreplay\n")
+    )
+    assert (
+        text.count("pytest.mark.vcr") == 6
+    )  # string, comment, 2 with arguments, vcr_other, other.
+    assert _migrate_markers.rewrite(path) == 0
