@@ -71,6 +71,36 @@ def best(run: Callable[[list[int]], None], calls: list[int], repeats: int = 5) -
     return min(results)
 
 
+def paired(
+    floor_run: Callable[[list[int]], None],
+    ours_run: Callable[[list[int]], None],
+    cassette: llmreplay.Cassette,
+    floor_setup: Callable[[], Any] | None,
+    calls: list[int],
+    rounds: int = 15,
+) -> tuple[float, float]:
+    """Seconds per call of the floor and of llmreplay, measured in alternating passes (so a
+    machine busy with other work slows both alike), each the best of ``rounds``."""
+    floors, ours = [], []
+    for _ in range(rounds):
+        gc.collect()
+        with floor_setup() if floor_setup is not None else _nothing():
+            start = time.perf_counter()
+            floor_run(calls)
+            floors.append((time.perf_counter() - start) / len(calls))
+        gc.collect()
+        with cassette:
+            start = time.perf_counter()
+            ours_run(calls)
+            ours.append((time.perf_counter() - start) / len(calls))
+    return min(floors), min(ours)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
 # -- one client per stack: run(calls) sends each call and parses the answer ---------------
 
 
@@ -228,46 +258,36 @@ def bench_stacks(folder: Path, size: int, sample: int) -> list[dict[str, Any]]:
     vcr_cassette(vpath, path)
     calls = [(i * 7919) % size for i in range(sample)]
     few = calls[: max(20, sample // 10)]
+    calls = calls[:100]  # per pass; passes alternate floor and llmreplay
     rows = []
     for stack in ("groq", "httpx", "aiohttp", "requests", "urllib3"):
+        source, vsource = path, vpath
+        setup: Callable[[], Any] | None = None
         if stack == "groq":
-            floor = best(groq_runner(), calls)
-            ours_run = groq_runner()
-            gpath = folder / "groq.msgpack"
-            with llmreplay.cassette(gpath, mode="record"):
+            source, vsource = folder / "groq.msgpack", folder / "groq.json"
+            with llmreplay.cassette(source, mode="record"):
                 groq_runner()(list(range(size)))
-            vcr_cassette(folder / "groq.json", gpath)
-            with llmreplay.cassette(gpath, allow_repeats=True) as cas:
-                ours = best(ours_run, calls)
-            my_vcr = vcr.VCR(serializer="json", match_on=["method", "path", "json_body"])
-            my_vcr.register_matcher("json_body", _same_json)
-            with my_vcr.use_cassette(
-                str(folder / "groq.json"), record_mode="none", allow_playback_repeats=True
-            ):
-                theirs = best(groq_runner(), few, 1)
-            rows.append(_row(stack, size, floor, ours, theirs))
-            continue
-        if stack == "httpx":
+            vcr_cassette(vsource, source)
+            floor_run, ours_run, vcr_run = groq_runner(), groq_runner(), groq_runner()
+        elif stack == "httpx":
             floor_run = httpx_runner(httpx.MockTransport(_canned_httpx))
             ours_run = httpx_runner(httpx.MockTransport(_canned_httpx))
             vcr_run = httpx_runner()
-            floor = best(floor_run, calls)
         elif stack == "aiohttp":
-            floor = best(aiohttp_runner((canned_aiohttp,)), calls)
+            floor_run = aiohttp_runner((canned_aiohttp,))
             ours_run = vcr_run = aiohttp_runner()
         else:
             runner = requests_runner if stack == "requests" else urllib3_runner
-            with canned_urllib3():
-                floor = best(runner(), calls)
-            ours_run, vcr_run = runner(), runner()
-        with llmreplay.cassette(path, allow_repeats=True) as cas:
-            ours = best(ours_run, calls)
+            floor_run, ours_run, vcr_run = runner(), runner(), runner()
+            setup = canned_urllib3
+        cas = llmreplay.cassette(source, allow_repeats=True)
+        floor, ours = paired(floor_run, ours_run, cas, setup, calls)
         assert cas.stats.played >= len(calls), (stack, cas.stats)
         # vcrpy's own body matcher tells aiohttp's JSON body apart from the recorded bytes;
         # a JSON-equality matcher (what llmreplay's key does) treats every stack alike.
         my_vcr = vcr.VCR(serializer="json", match_on=["method", "path", "json_body"])
         my_vcr.register_matcher("json_body", _same_json)
-        with my_vcr.use_cassette(str(vpath), record_mode="none", allow_playback_repeats=True):
+        with my_vcr.use_cassette(str(vsource), record_mode="none", allow_playback_repeats=True):
             theirs = best(vcr_run, few, 1)
         rows.append(_row(stack, size, floor, ours, theirs))
     return rows
