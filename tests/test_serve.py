@@ -455,12 +455,14 @@ def test_the_cli_refuses_a_non_loopback_host_before_binding(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from llmreplay import _serve_run
-    from llmreplay._cli import main
+    from llmreplay._cli import _parser, main
 
     def never(host: str, port: int) -> None:
         raise AssertionError("bind() must not be reached")
 
     monkeypatch.setattr(_serve_run, "bind", never)
+    defaults = _parser().parse_args(["serve", "--dir", str(tmp_path)])
+    assert (defaults.host, defaults.port, defaults.allow_remote) == ("127.0.0.1", 8765, False)
     assert main(["serve", "--host", "0.0.0.0", "--dir", str(tmp_path)]) == 2
     assert "--allow-remote" in capsys.readouterr().err
     assert main(["serve", "--port", "0"]) == 2
