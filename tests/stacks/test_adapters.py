@@ -375,3 +375,28 @@ def test_stacks_are_imported_only_when_capture_starts(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_urllib3_bodies_of_every_kind_are_keyed_by_their_bytes(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    import io
+
+    url = server.url + "/chat/completions"
+    raw = json.dumps(body("any body")).encode()
+
+    def kinds() -> list[Any]:
+        # bytes, str, a file, and an iterable (sent chunked, as urllib3 does with one)
+        return [raw, raw.decode(), io.BytesIO(raw), iter([raw[:10], raw[10:]])]
+
+    path = tmp_path / "c.msgpack"
+    with llmreplay.cassette(path, mode="record") as cas, urllib3.PoolManager() as pool:
+        replies = [pool.request("POST", url, body=kind, headers=HEADERS).json() for kind in kinds()]
+    assert {reply_text(r) for r in replies} == {"echo: any body"}
+    assert [seen.body for seen in server.requests] == [raw] * 4  # what went out is intact
+    assert cas.stats.recorded == 4
+    server.stop()
+    with llmreplay.cassette(path) as cas, urllib3.PoolManager() as pool:
+        again = [pool.request("POST", url, body=kind, headers=HEADERS).json() for kind in kinds()]
+    assert again == replies
+    assert cas.stats.played == 4
