@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic  # noqa: F401  # loaded once here, not again by each pytester run below
 import httpx2
 import openai
 import pytest
