@@ -177,6 +177,7 @@ class Cassette:
         mode: Mode | str = Mode.REPLAY,
         match_on: Iterable[str | Matcher] | None = None,
         ignore: Iterable[str] = (),
+        normalise: Iterable[str] = (),
         filter_headers: Iterable[FilterEntry] = (),
         filter_query: Iterable[FilterEntry] = (),
         filter_post_data: Iterable[FilterEntry] = (),
@@ -212,7 +213,7 @@ class Cassette:
         self._scrubber = Scrubber(filter_headers, filter_query, before_record, filter_post_data)
         names, self._matchers = _split_matchers(match_on)
         ignored = [*ignore, *sorted(self._scrubber.post_data)]
-        self._spec = KeySpec.build(names, ignored, self._scrubber.query)
+        self._spec = KeySpec.build(names, ignored, self._scrubber.query, normalise)
         self.extra = [Path(p) for p in extra]
         self._ignore_hosts = {h.lower() for h in ignore_hosts}
         if ignore_localhost:

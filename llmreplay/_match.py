@@ -8,9 +8,10 @@ Canonical forms:
 - method upper-cased; path as sent; query as sorted ``key=value`` pairs, credentials removed;
 - a JSON body parsed and dumped with sorted keys and no whitespace, so re-indented or
   re-ordered JSON gets the same key; fields named in ``ignore`` are left out
-  (``"user"``, or a dotted path such as ``"metadata.trace_id"``); JSON nested deeper than
-  ``MAX_JSON_DEPTH``, and compressed bodies that would expand past ``MAX_DECOMPRESSED``,
-  take part as raw bytes (bounded work, same key every time);
+  (``"user"``, or a dotted path such as ``"metadata.trace_id"``), then the named
+  ``normalise`` normalisers applied (``_normalise``: dated models, ids, uuids...); JSON
+  nested deeper than ``MAX_JSON_DEPTH``, and compressed bodies that would expand past
+  ``MAX_DECOMPRESSED``, take part as raw bytes (bounded work, same key every time);
 - a multipart body with its random boundary replaced by a fixed one; any other body raw;
 - headers, when matched on, without per-call and secret headers (``x-stainless-*``,
   ``idempotency-key``, ``authorization``, ``user-agent``, ...).
@@ -33,6 +34,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
+from . import _normalise
 from ._errors import ConfigError
 from ._format import NOT_JSON, decompressed, parse_json
 from ._scrub import is_credential_header
@@ -175,7 +177,7 @@ class _Body(MatchPart):
     name = "body"
 
     def extract(self, request: RequestView, spec: KeySpec) -> bytes:
-        return canonical_body(request, spec.ignore)
+        return canonical_body(request, spec.ignore, spec.normalise)
 
 
 class _Headers(MatchPart):
@@ -207,8 +209,11 @@ def _drop_path(obj: Any, path: Sequence[str]) -> None:
         _drop_path(obj[path[0]], path[1:])
 
 
-def canonical_body(request: RequestView, ignore: Iterable[str] = ()) -> bytes:
-    """The body as it takes part in the key (see the module docstring)."""
+def canonical_body(
+    request: RequestView, ignore: Iterable[str] = (), normalise: Sequence[str] = ()
+) -> bytes:
+    """The body as it takes part in the key (see the module docstring); ``normalise``
+    names ``_normalise`` normalisers applied to a JSON body after ``ignore``."""
     body = decompressed(request.body, request.header("content-encoding"))
     content_type = request.header("content-type")
     if content_type.startswith("multipart/") and "boundary=" in content_type:
@@ -219,6 +224,8 @@ def canonical_body(request: RequestView, ignore: Iterable[str] = ()) -> bytes:
         return body
     for dotted in ignore:
         _drop_path(data, dotted.split("."))
+    if normalise:
+        data = _normalise.normalise(data, normalise)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -229,10 +236,15 @@ class KeySpec:
     match_on: tuple[str, ...] = DEFAULT_MATCH_ON
     ignore: tuple[str, ...] = ()
     drop_query: frozenset[str] = frozenset()
+    normalise: tuple[str, ...] = ()  # named normalisers (_normalise), sorted
 
     @classmethod
     def build(
-        cls, match_on: Iterable[str] | None, ignore: Iterable[str], drop_query: Iterable[str]
+        cls,
+        match_on: Iterable[str] | None,
+        ignore: Iterable[str],
+        drop_query: Iterable[str],
+        normalise: Iterable[str] = (),
     ) -> KeySpec:
         parts = tuple(DEFAULT_MATCH_ON if match_on is None else match_on)
         for part in parts:
@@ -241,15 +253,23 @@ class KeySpec:
                 raise ConfigError("match_on part", part, "match_on=", expected)
         if not parts:
             raise ConfigError("match_on", parts, "match_on=", "name at least one part")
-        return cls(parts, tuple(sorted(set(ignore))), frozenset(q.lower() for q in drop_query))
+        return cls(
+            parts,
+            tuple(sorted(set(ignore))),
+            frozenset(q.lower() for q in drop_query),
+            _normalise.checked(normalise),
+        )
 
     def describe(self) -> dict[str, list[str]]:
         """What a cassette stores so that a reader knows whether its keys still apply."""
-        return {
+        described = {
             "match_on": list(self.match_on),
             "ignore": list(self.ignore),
             "drop_query": sorted(self.drop_query),
         }
+        if self.normalise:  # only when used, so files written before it compare equal
+            described["normalise"] = list(self.normalise)
+        return described
 
     def parts(self, request: RequestView) -> dict[str, bytes]:
         return {name: MATCH_PARTS[name]().extract(request, self) for name in self.match_on}

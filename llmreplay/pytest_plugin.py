@@ -53,6 +53,7 @@ _BOOL_OPTIONS = ("allow_repeats", "realtime", "record_errors", "ignore_localhost
 _NAMES_OPTIONS = (
     "match_on",
     "ignore",
+    "normalise",
     "filter_headers",
     "filter_query",
     "filter_post_data",
