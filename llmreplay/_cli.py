@@ -1,4 +1,5 @@
-"""The ``llmreplay`` command: read, review, check, convert and tidy cassettes.
+"""The ``llmreplay`` command: read, review, check, convert and tidy cassettes, and serve
+them over HTTP (``llmreplay serve``, in ``_serve_run``).
 
 Exit codes: 0 fine, 1 a finding (``verify`` found a problem, ``diff`` found a difference),
 2 bad usage or an unreadable input (a missing path, a file that is not a cassette).
@@ -429,7 +430,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="llmreplay", description="Read, review, check, convert and tidy llmreplay cassettes."
+        prog="llmreplay",
+        description="Read, review, check, convert, tidy and serve llmreplay cassettes.",
     )
     parser.add_argument("--version", action="version", version=f"llmreplay {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
