@@ -28,9 +28,7 @@ and the body helpers here (``expand``, ``parse_json``) cap decompression at
 from __future__ import annotations
 
 import gc
-import itertools
 import json
-import operator
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -187,20 +185,28 @@ def decompressed(body: bytes, encoding: str, *, sniff: bool = False) -> bytes:
     return expand(body, encoding, sniff=sniff)[0]
 
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# A JSON string, or an unterminated one running to the end: possessive, so a scan never
+# backtracks and never restarts inside a string (linear time whatever the bytes).
+_JSON_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
-# Opening brackets become 2, closing ones 0: running sum minus position is the depth.
-_DEPTH_STEPS = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")
+_INNERMOST = re.compile(rb"\[\]|\{\}")
 
 
-def json_depth(data: bytes) -> int:
-    """How deeply the JSON in ``data`` nests (brackets inside strings do not count)."""
-    opening = data.count(b"[") + data.count(b"{")
-    if opening <= MAX_JSON_DEPTH:  # cannot nest deeper than it has brackets
-        return opening
+def too_deep(data: bytes) -> bool:
+    """Whether the JSON in ``data`` nests deeper than ``MAX_JSON_DEPTH`` (brackets inside
+    strings do not count), or its brackets do not pair up (so it is not JSON at all).
+    Linear in the size, in C: each pass removes the innermost pairs."""
+    if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:  # not enough brackets
+        return False
     shape = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
-    steps = shape.translate(_DEPTH_STEPS)
-    return max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)), default=0)
+    for _ in range(MAX_JSON_DEPTH):
+        if not shape:
+            return False
+        inner = _INNERMOST.sub(b"", shape)  # one level per pass, "[{}]" included
+        if len(inner) == len(shape):
+            return True  # brackets that never close, or close the wrong kind
+        shape = inner
+    return bool(shape)
 
 
 NOT_JSON: Any = object()
@@ -210,7 +216,7 @@ def parse_json(data: bytes | str) -> Any:
     """The JSON value in ``data``, or ``NOT_JSON`` when it is not JSON or nests deeper than
     ``MAX_JSON_DEPTH`` (parsed without any risk of ``RecursionError``)."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if raw.lstrip()[:1] not in (b"{", b"[") or json_depth(raw) > MAX_JSON_DEPTH:
+    if raw.lstrip()[:1] not in (b"{", b"[") or too_deep(raw):
         return NOT_JSON
     try:
         return json.loads(data)

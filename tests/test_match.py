@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from llmreplay._format import MAX_JSON_DEPTH, NOT_JSON, json_depth, parse_json
+from llmreplay._format import MAX_JSON_DEPTH, NOT_JSON, parse_json, too_deep
 from llmreplay._match import KeySpec, RequestView, closest, diff_lines, url_path
 
 CHAT = "https://api.openai.com/v1/chat/completions"
@@ -26,22 +26,55 @@ def test_reordered_and_reindented_json_gets_the_same_key() -> None:
     assert spec.key(a) != spec.key(_view({"model": "m", "messages": []}))
 
 
+def _nested(depth: int, kinds: str = "[") -> bytes:
+    opening = "".join(kinds[n % len(kinds)] for n in range(depth))
+    closing = opening[::-1].replace("[", "]").replace("{", "}")
+    return (opening.replace("{", '{"k":') + closing).encode()
+
+
 @pytest.mark.parametrize(
-    ("data", "depth"),
+    ("data", "deep"),
     [
-        (b'{"a": [1, {"b": []}]}', 3),
-        (b'{"text": "[[[[[[ not nesting ]]]]"}', 1),
-        (b'{"text": "a \\" [[[[ quoted"}', 1),
-        (b"[" * 500 + b"]" * 500, 500),
-        (b'["' + b"[" * 500 + b'"]', 1),
+        (b'{"a": [1, {"b": []}]}', False),
+        (b'{"text": "' + b"[" * 500 + b'"}', False),  # brackets in a string do not count
+        (b'{"text": "a \\" ' + b"[" * 500 + b'"}', False),  # nor after an escaped quote
+        (_nested(MAX_JSON_DEPTH), False),
+        (_nested(MAX_JSON_DEPTH + 1), True),
+        (_nested(MAX_JSON_DEPTH, "[{"), False),
+        (_nested(MAX_JSON_DEPTH + 1, "[{"), True),  # mixed kinds: still one level a pass
+        (_nested(MAX_JSON_DEPTH + 1, "{[{"), True),
+        (b"[]" * 200_000, False),
+        (b"[" * 200 + b"}" * 200, True),  # does not pair up: not JSON either
     ],
 )
-def test_json_depth_counts_brackets_outside_strings(data: bytes, depth: int) -> None:
-    assert json_depth(data) == depth or (depth <= MAX_JSON_DEPTH and json_depth(data) >= depth)
-    if depth > MAX_JSON_DEPTH:
+def test_too_deep_counts_nesting_outside_strings(data: bytes, deep: bool) -> None:
+    assert too_deep(data) is deep
+    if deep:
         assert parse_json(data) is NOT_JSON
-    else:
-        assert parse_json(data) == json.loads(data)
+    elif data[:1] in b"[{":
+        try:
+            expected = json.loads(data)
+        except ValueError:
+            expected = NOT_JSON
+        assert parse_json(data) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * 200 + b'"' + b"a" * 2_000_000,  # a string that never ends
+        b"[" * 200 + b'"' + b'\\"' * 1_000_000,  # escaped quotes, never closed
+        b"[" * 200 + b'"' + b'\\"' * 1_000_000 + b"\\",
+        b'["' * 500_000,
+        b"[]" * 2_000_000,
+        b"[" * 2_000_000,
+    ],
+    ids=["unclosed", "escaped", "escaped-backslash", "quotes", "pairs", "deep"],
+)
+def test_nesting_is_measured_in_linear_time(data: bytes) -> None:
+    started = time.perf_counter()
+    parse_json(data)
+    assert time.perf_counter() - started < 1
 
 
 def test_unparseable_urls_still_give_parts() -> None:
