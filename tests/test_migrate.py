@@ -5,7 +5,8 @@ migrated in one command, and passing again under llmreplay, offline, nothing don
 The project reproduces what real ports met: a custom serializer, same-named tests in two
 modules, a vcr_cassette_dir override, extra cassettes, class and module markers, tests and
 a conftest fixture reading the vcrpy cassette object, ``pytest_recording_configure``, an
-opaque base64 blob holding ``sk-``, a skipped test and a request changed since recording.
+opaque base64 blob holding ``sk-``, a skipped test, a request changed since recording, and
+a test using vcrpy's ``use_cassette`` decorator directly (left to vcrpy, and reported).
 Every pytest run is a subprocess with its own environment: pytest-recording on the path
 for the "before" half, ``-p no:recording`` for the "after" half.
 """
@@ -95,12 +96,12 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, s
         env = _env(server.url, recording=True, PROJECT_RECORDING="1")
         done = _pytest(project, env, "--record-mode=new_episodes")
         assert done.returncode == 0, done.stdout + done.stderr
-        assert len(server.requests) == 12  # 11 tests, one of them asks twice, one skipped
+        assert len(server.requests) == 13  # 12 tests, one of them asks twice, one skipped
     finally:
         server.stop()
     before = _pytest(project, _env(server.url, recording=True), "--record-mode=none")
     assert before.returncode == 0, before.stdout + before.stderr
-    assert "11 passed, 1 skipped" in before.stdout
+    assert "12 passed, 1 skipped" in before.stdout
     yield project, server.url
 
 
@@ -121,7 +122,7 @@ def test_migrate_write_then_the_suite_passes_offline_under_llmreplay(
     # The dry run: the whole report, the stale tests measured on a staging copy.
     code, report = _migrate(folder, _env(url, recording=True))
     assert code == 0 and report["write"] is False and _tree(folder) == before
-    assert (report["tests"], report["marked"]) == (12, 12)
+    assert (report["tests"], report["marked"]) == (13, 12)
     assert len(report["cassettes"]) == 12 and report["interactions"] == 14
     assert report["refused"] == [] and report["errors"] == []
     assert report["no_cassette"] == ["tests/test_chat.py::test_skipped"]
@@ -139,6 +140,8 @@ def test_migrate_write_then_the_suite_passes_offline_under_llmreplay(
     assert "fixtures/cassettes/tests/test_chat/test_custom_serializer.msgpack" in targets
     assert "fixtures/cassettes/tests/test_chat/test_parametrized-alpha.msgpack" in targets
     assert len(report["markers"]) == 11 and not any(m["rewritten"] for m in report["markers"])
+    assert any("use_cassette" in n and "test_chat.py" in n for n in report["notes"])
+    assert any("serializer" in n and "decode_compressed_response" in n for n in report["notes"])
 
     # --write: one command, then nothing by hand.
     code, written = _migrate(folder, _env(url, recording=True), "--write", "--rewrite-markers",
@@ -162,7 +165,7 @@ def test_migrate_write_then_the_suite_passes_offline_under_llmreplay(
     # The after half: pytest-recording out of the way, the server long gone.
     after = _pytest(folder, _env(url, recording=False), "-p", "no:recording")
     assert after.returncode == 0, after.stdout + after.stderr
-    assert "11 passed, 1 skipped" in after.stdout
+    assert "12 passed, 1 skipped" in after.stdout
     assert "0 cassette(s) written" in after.stdout and "0 live" in after.stdout
     assert _tree(folder) == migrated  # the run wrote no cassette
 
