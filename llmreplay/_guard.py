@@ -196,12 +196,19 @@ class SocketBlock:
         self._saved = (connect, connect_ex)
         block = self
 
+        def refuse(sock: socket.socket, address: Any) -> None:
+            try:
+                block.check(sock.family, address)
+            except NetworkBlocked:
+                sock.close()  # callers that only expect OSError would leak it otherwise
+                raise
+
         def guarded_connect(sock: socket.socket, address: Any) -> None:
-            block.check(sock.family, address)
+            refuse(sock, address)
             connect(sock, address)
 
         def guarded_connect_ex(sock: socket.socket, address: Any) -> int:
-            block.check(sock.family, address)
+            refuse(sock, address)
             return connect_ex(sock, address)
 
         socket.socket.connect = guarded_connect  # type: ignore[method-assign,assignment]
