@@ -292,11 +292,12 @@ def _from_map(raw: Any, index: int, urls: set[str]) -> Interaction:
 
 class _Budget:
     """Counts the maps and lists msgpack builds and stops past what a cassette of this size
-    holds (about one map per 300 bytes and one list per 60): ten megabytes of one-byte
-    empty maps would otherwise become hundreds of megabytes of dicts before any check."""
+    can hold: ten megabytes of one-byte empty maps would otherwise become hundreds of
+    megabytes of dicts before any check. The smallest interaction takes ~110 bytes for 3
+    maps and at most 4 empty lists; a header pair takes 7 bytes or more (``["te", "x"]``)."""
 
     def __init__(self, size: int) -> None:
-        self.maps = size // 32 + 256
+        self.maps = self.empty_lists = size // 24 + 256
         self.lists = size // 6 + 256
 
     def map(self, value: dict[str, Any]) -> dict[str, Any]:
@@ -307,7 +308,9 @@ class _Budget:
 
     def list(self, value: list[Any]) -> list[Any]:
         self.lists -= 1
-        if self.lists < 0:
+        if not value:
+            self.empty_lists -= 1
+        if self.lists < 0 or self.empty_lists < 0:
             raise _Invalid("it holds far more lists than a cassette of its size can")
         return value
 

@@ -139,3 +139,15 @@ def test_bodies_decode_as_gzip_and_zlib_do_up_to_the_limit() -> None:
     over = gzip.compress(b"y" * 1001, mtime=0)
     assert expand(over, "gzip", limit=1000) == (over, True)
     assert expand(gzip.compress(b"y" * 1000), "gzip", limit=1000) == (b"y" * 1000, False)
+
+
+def test_the_smallest_possible_interactions_stay_within_the_load_limits() -> None:
+    # Limits on maps and lists come from the file size; no real file can reach them.
+    tiny = Interaction("", RecordedRequest("", "", [], b""), RecordedResponse(0, [], body=b""))
+    tiny.recorded_at = ""
+    many_headers = Interaction(
+        "", RecordedRequest("", "", [("te", "x")] * 5000, b""), RecordedResponse(0, [], body=b"")
+    )
+    for items in ([tiny] * 5000, [many_headers], [_item(chunks=[b""] * 5000)]):
+        decoded, _ = decode(encode(items, {}), "tiny.msgpack")
+        assert decoded == items
