@@ -271,3 +271,81 @@ def test_plain_function_matchers_and_port_and_uri_parts(
         with pytest.raises(llmreplay.CassetteMiss):
             client.post(server.url + "/chat/completions", json={"model": "other"})
     assert [a["choices"][0]["message"]["content"] for a in answers] == ["echo: a", "echo: b"]
+
+
+def test_the_remaining_pytest_recording_names(
+    pytester: pytest.Pytester, upstream: LoopbackServer
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        def scrub_request(request):
+            request.body = request.body.replace(b"secret-prompt", b"[prompt]")
+            return request
+
+        def drop_header(response):
+            response["headers"].pop("x-request-id", None)
+            return response
+
+        @pytest.fixture
+        def vcr_config():
+            return {
+                "filter_query_parameters": [("trace", "TRACE")],
+                "before_record_request": scrub_request,
+                "before_record_response": drop_header,
+                "allow_playback_repeats": True,
+            }
+        """
+    )
+    pytester.makepyfile(
+        test_rest="""
+        import socket
+        import pytest
+        import app
+        from llmreplay.pytest_plugin import session_settings
+
+        ORIGINAL_CONNECT = socket.socket.connect
+
+        @pytest.mark.vcr
+        def test_hooks_and_repeats(default_cassette_name, llm_cassette):
+            assert default_cassette_name == "test_hooks_and_repeats"
+            trace = {"extra_query": {"trace": "t-123456789"}}
+            assert app.ask("secret-prompt", **trace) == "echo: secret-prompt"
+            assert app.ask("secret-prompt", **trace) == "echo: secret-prompt"  # repeats
+
+        @pytest.mark.vcr(ignore_localhost=True)
+        def test_localhost_ignored():
+            assert app.ask("local") == "echo: local"
+
+        @pytest.mark.block_network
+        def test_block_marker():
+            assert socket.socket.connect is not ORIGINAL_CONNECT
+            assert app.ask("x")  # loopback stays allowed, and the guard still applies
+
+        def test_allowed_hosts(request):
+            block = session_settings(request.config)["block"]
+            assert block.allows("127.0.0.1") and block.allows("internal.example")
+            assert not block.allows("api.openai.com")
+        """
+    )
+    recorded = pytester.runpytest(
+        "--record-mode=all", "--block-network", "--allowed-hosts=internal.example"
+    )
+    # block_network is not a cassette: its LLM call is refused by the seal, as it should be.
+    recorded.assert_outcomes(passed=3, failed=1)
+    recorded.stdout.fnmatch_lines(
+        ["llmreplay.RequestRefused: *in test_rest.py::test_block_marker: it is outside every*"]
+    )
+    folder = pytester.path / "fixtures" / "cassettes" / "test_rest"
+    items = llmreplay.cassette(folder / "test_hooks_and_repeats.msgpack").interactions
+    assert len(items) == 2  # record mode sends both
+    for item in items:
+        assert b"[prompt]" in item.request.body and b"secret-prompt" not in item.request.body
+        assert "x-request-id" not in dict(item.response.headers)
+        assert "trace=TRACE" in item.request.url and "t-123456789" not in item.request.url
+    assert not (folder / "test_localhost_ignored.msgpack").exists()
+    upstream.stop()
+    replayed = pytester.runpytest("--record-mode=none", "-k", "hooks or localhost")
+    replayed.assert_outcomes(passed=1, failed=1)  # the ignored host went live, and is down
+    replayed.stdout.fnmatch_lines(["*test_localhost_ignored*", "*2 replayed*"])
