@@ -329,7 +329,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from . import _migrate
+    from . import _migrate, _migrate_report
 
     if _vcr_missing("migrate"):
         return 2
@@ -344,7 +344,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         run=not args.no_run,
     )
-    _out(args, report.as_dict(), _migrate.render(report))
+    _out(args, report.as_dict(), _migrate_report.render(report))
     return 1 if report.refused or report.errors else 0
 
 

@@ -43,18 +43,24 @@ class Outcome:
 
 
 def sources(inputs: Iterable[str | Path], out: Path) -> list[tuple[Path, Path]]:
-    """``(source, target)`` for every vcrpy file named or found below a named folder; a
-    folder's files keep their path below it, a file named alone goes to ``out`` directly."""
+    """``(source, target)`` for every vcrpy file named or found below a named folder (hidden
+    ones skipped); a folder's files keep their path below it, a file named alone goes to
+    ``out`` directly."""
     pairs: list[tuple[Path, Path]] = []
     for name in inputs:
         path = Path(name)
         if path.is_dir():
             for found in sorted(p for p in path.rglob("*") if p.suffix.lower() in VCR_SUFFIXES):
-                if found.is_file():
+                if found.is_file() and not hidden(found.relative_to(path)):
                     pairs.append((found, out / found.relative_to(path).with_suffix(".msgpack")))
         else:
             pairs.append((path, out / (path.stem + ".msgpack")))
     return pairs
+
+
+def hidden(relative: Path) -> bool:
+    """Whether a path below a searched folder is hidden (``.llmreplay/played.json``...)."""
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def _clashes(pairs: list[tuple[Path, Path]]) -> dict[Path, list[Path]]:
