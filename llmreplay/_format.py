@@ -189,24 +189,25 @@ def decompressed(body: bytes, encoding: str, *, sniff: bool = False) -> bytes:
 # backtracks and never restarts inside a string (linear time whatever the bytes).
 _JSON_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
-_INNERMOST = re.compile(rb"\[\]|\{\}")
+_ONE_KIND = bytes.maketrans(b"{}", b"[]")  # nesting depth does not care which kind
 
 
 def too_deep(data: bytes) -> bool:
     """Whether the JSON in ``data`` nests deeper than ``MAX_JSON_DEPTH`` (brackets inside
-    strings do not count), or its brackets do not pair up (so it is not JSON at all).
-    Linear in the size, in C: each pass removes the innermost pairs."""
+    strings do not count). Linear in the size, in C: each pass removes the innermost
+    pairs, and a run of more opening brackets than the depth left ends it at once.
+    Brackets that do not pair up are left for the JSON parser to refuse."""
     if data.count(b"[") + data.count(b"{") <= MAX_JSON_DEPTH:  # not enough brackets
         return False
-    shape = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
-    for _ in range(MAX_JSON_DEPTH):
-        if not shape:
-            return False
-        inner = _INNERMOST.sub(b"", shape)  # one level per pass, "[{}]" included
+    shape = _JSON_STRING.sub(b"", data).translate(_ONE_KIND, _NOT_BRACKETS)
+    for level in range(MAX_JSON_DEPTH):
+        if b"[" * (MAX_JSON_DEPTH - level + 1) in shape:
+            return True
+        inner = shape.replace(b"[]", b"")  # one level per pass
         if len(inner) == len(shape):
-            return True  # brackets that never close, or close the wrong kind
+            return False  # no pairs left to remove: not JSON, the parser says so
         shape = inner
-    return bool(shape)
+    return b"[" in shape
 
 
 NOT_JSON: Any = object()

@@ -44,7 +44,9 @@ def _nested(depth: int, kinds: str = "[") -> bytes:
         (_nested(MAX_JSON_DEPTH + 1, "[{"), True),  # mixed kinds: still one level a pass
         (_nested(MAX_JSON_DEPTH + 1, "{[{"), True),
         (b"[]" * 200_000, False),
-        (b"[" * 200 + b"}" * 200, True),  # does not pair up: not JSON either
+        (b"[" * 200 + b"}" * 200, True),
+        (b"[" * 50 + b"}" * 50 + b"[]" * 100, False),  # does not pair up: for json to refuse
+        (b"[]" + _nested(MAX_JSON_DEPTH + 1) + b"[[]]" * 100, True),
     ],
 )
 def test_too_deep_counts_nesting_outside_strings(data: bytes, deep: bool) -> None:
