@@ -38,6 +38,7 @@ from ._vcr_import import hidden
 
 VCRPY_MATCH_ON = ("method", "scheme", "host", "port", "path", "query")
 _VCR_SUFFIXES = (".yaml", ".yml", ".json")
+_NOT_SEARCHED = frozenset({"venv", "site-packages", "node_modules", "build", "dist"})
 SNIPPET_MARK = "# -- written by `llmreplay migrate`"
 
 
@@ -87,6 +88,8 @@ def _unclaimed(tests_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[Path, 
     for folder in sorted(tests_dir.rglob("cassettes")):
         if not folder.is_dir() or llm_dir in (folder, *folder.parents):
             continue
+        if any(_skipped(part) for part in folder.relative_to(tests_dir).parts):
+            continue
         for path in sorted(folder.rglob("*")):
             if path.suffix not in _VCR_SUFFIXES or str(path) in claimed or not path.is_file():
                 continue
@@ -101,6 +104,16 @@ def _unclaimed(tests_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[Path, 
             target = llm_dir.joinpath(*map(_safe, parts)) / (_safe(path.stem) + ".msgpack")
             found.append((path, target))
     return found
+
+
+def _skipped(part: str) -> bool:
+    """A folder never searched: hidden, or an environment or build folder."""
+    return part.startswith(".") or part in _NOT_SEARCHED
+
+
+def _modules(rows: list[dict[str, Any]]) -> list[Path]:
+    """The test modules pytest collected: the only files migrate reads or rewrites."""
+    return sorted({Path(row["module"]) for row in rows if row.get("module")})
 
 
 def _convert_unclaimed(pairs: list[tuple[Path, Path]], stage: Path) -> list[dict[str, Any]]:
@@ -280,14 +293,14 @@ def migrate(
                 measured = [m for m in measured if m["nodeid"] not in moved]
             report.stale = [m for m in measured if m["misses"]]
             report.failing = [m for m in measured if m["outcome"] == "failed" and not m["misses"]]
-    report.markers = _markers(tests_dir, write and rewrite_markers)
-    report.notes = _notes(rows, tests_dir)
+    report.markers = _markers(_modules(rows), write and rewrite_markers)
+    report.notes = _notes(rows, _modules(rows))
     return report
 
 
-def _markers(tests_dir: Path, rewrite: bool) -> list[dict[str, Any]]:
+def _markers(modules: list[Path], rewrite: bool) -> list[dict[str, Any]]:
     uses = []
-    for path in sorted(tests_dir.rglob("*.py")):
+    for path in modules:
         found = _migrate_markers.scan(path)
         done = _migrate_markers.rewrite(path) if rewrite and found else 0
         for use in found:
@@ -296,7 +309,7 @@ def _markers(tests_dir: Path, rewrite: bool) -> list[dict[str, Any]]:
     return uses
 
 
-def _notes(rows: list[dict[str, Any]], tests_dir: Path) -> list[str]:
+def _notes(rows: list[dict[str, Any]], modules: list[Path]) -> list[str]:
     from ._vcr_compat import _IGNORED
 
     notes = []
@@ -306,9 +319,7 @@ def _notes(rows: list[dict[str, Any]], tests_dir: Path) -> list[str]:
             f"vcrpy options the compatibility layer accepts and ignores (with a warning): "
             f"{', '.join(ignored)}"
         )
-    direct = [
-        str(p) for p in sorted(tests_dir.rglob("*.py")) if "use_cassette(" in p.read_text("utf-8")
-    ]
+    direct = [str(p) for p in modules if "use_cassette(" in p.read_text("utf-8")]
     if direct:
         notes.append(
             "vcrpy used directly (use_cassette) in: "

@@ -75,7 +75,7 @@ def _llmreplay_migrate_probe(request: pytest.FixtureRequest) -> Iterator[None]:
             row = _probe(request)
         except Exception as exc:  # the project's fixtures: any failure is reported, not fatal
             row = {"nodeid": request.node.nodeid, "error": f"{type(exc).__name__}: {exc}"}
-        _emit(PROBE, row)
+        _emit(PROBE, {**row, "module": str(request.node.path)})
     yield
 
 

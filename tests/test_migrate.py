@@ -204,9 +204,13 @@ def test_the_realworld_cassettes_in_pytest_recording_s_layout(
     realworld_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(realworld_project)
+    site = realworld_project / "tests" / ".venv" / "site-packages" / "pkg"
+    (site / "cassettes" / "test_pkg").mkdir(parents=True)
+    shutil.copy(next(REALWORLD.glob("*.yaml")), site / "cassettes" / "test_pkg" / "t.yaml")
+    (site / "test_pkg.py").write_text("import pytest\n\n@pytest.mark.vcr\ndef test_t(): ...\n")
     clash = realworld_project / "tests/cassettes/test_llm/test_tool_use_basic.json"
     clash.write_text(json.dumps(yaml.safe_load(clash.with_suffix(".yaml").read_text())))
-    code = main(["migrate", "tests", "--write", "--no-run", "--json"])
+    code = main(["migrate", "tests", "--write", "--no-run", "--rewrite-markers", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 1
     lost = len(load_vcr(clash.with_suffix(".yaml")))
@@ -216,7 +220,8 @@ def test_the_realworld_cassettes_in_pytest_recording_s_layout(
         "test_tool_use_basic.yaml",
     ]
     written = sorted((realworld_project / "fixtures" / "cassettes").rglob("*.msgpack"))
-    assert len(written) == 96
+    assert len(written) == 96  # nothing from an environment inside the tests folder
+    assert "mark.vcr" in (site / "test_pkg.py").read_text() and report["markers"] == []
     assert sum(len(llmreplay.cassette(p).interactions) for p in written) == 115 - lost
     names = {p.relative_to(realworld_project / "fixtures/cassettes").as_posix() for p in written}
     assert "tests/test_otel_contrib/test_responses_create_token_usage-content_mode0.msgpack" in (
