@@ -6,8 +6,10 @@ fixtures). A suite written for pytest-recording then runs unchanged on llmreplay
 
 - ``@pytest.mark.vcr`` (extra cassettes as positional arguments, vcrpy options as keyword
   arguments) turns the test's cassette on, as ``@pytest.mark.llmreplay`` does;
-- fixtures ``vcr_config``, ``vcr_cassette_dir``, ``default_cassette_name``, ``record_mode``
-  and ``vcr`` (a vcrpy-Cassette-like view of the test's cassette);
+- the user's ``vcr_config`` and ``vcr_cassette_dir`` fixtures are read (from a conftest or a
+  ``-p`` plugin; llmreplay defines no default that could shadow them), and it provides
+  ``default_cassette_name``, ``record_mode`` and ``vcr`` (a vcrpy-Cassette-like view of the
+  test's cassette);
 - ``--record-mode``, ``--block-network``, ``--allowed-hosts``, ``--disable-recording``, and
   the ``block_network`` marker;
 - the ``pytest_recording_configure(config, vcr)`` hook, called once with a shim whose
@@ -86,20 +88,6 @@ def shim(config: pytest.Config) -> Any:
 
 
 @pytest.fixture
-def vcr_config() -> dict[str, Any]:
-    """vcrpy options for the tests in scope (override in a conftest, as with
-    pytest-recording); mapped to llmreplay's options."""
-    return {}
-
-
-@pytest.fixture(scope="module")
-def vcr_cassette_dir() -> str | None:
-    """The folder of this module's cassettes; ``None`` (the default) means llmreplay's
-    layout. An override returning a folder is used as is."""
-    return None
-
-
-@pytest.fixture
 def default_cassette_name(request: pytest.FixtureRequest) -> str:
     """pytest-recording's name for the test's cassette: ``Class.test`` or ``test``."""
     name = request.node.name
@@ -146,6 +134,9 @@ def _llmreplay_block_network(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def module_dir(request: pytest.FixtureRequest) -> Path | None:
-    """The user's ``vcr_cassette_dir`` override, if any."""
-    value = request.getfixturevalue("vcr_cassette_dir")
+    """The user's ``vcr_cassette_dir`` fixture, if one is defined (a conftest or a ``-p``
+    plugin): that module's cassette folder. Without one, llmreplay's layout."""
+    from .pytest_plugin import optional_fixture
+
+    value = optional_fixture(request, "vcr_cassette_dir", None)
     return None if value is None else Path(value)

@@ -408,7 +408,7 @@ def _vcr_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
 
     shim = _pytest_vcr.shim(request.config)
     config, config_mode = cassette_options(
-        dict(request.getfixturevalue("vcr_config")), "vcr_config", shim.matchers
+        dict(optional_fixture(request, "vcr_config", {})), "vcr_config", shim.matchers
     )
     markers = list(request.node.iter_markers("vcr"))  # the closest first
     merged: dict[str, Any] = {}
@@ -434,10 +434,14 @@ def _extra_path(base: Path, name: Any) -> Path:
     return path if path.is_absolute() else base / path
 
 
-@pytest.fixture
-def llm_cassette_config() -> dict[str, Any]:
-    """Default ``llmreplay.cassette()`` options for tests in scope; override in a conftest."""
-    return {}
+def optional_fixture(request: pytest.FixtureRequest, name: str, default: Any) -> Any:
+    """The value of fixture ``name`` where the user defines one (a conftest, or a plugin
+    loaded with ``-p``), else ``default``. llmreplay defines no default fixture for these
+    names: one defined by a plugin would shadow a ``-p`` plugin's, registered earlier."""
+    try:
+        return request.getfixturevalue(name)
+    except pytest.FixtureLookupError:
+        return default
 
 
 @pytest.fixture(autouse=True)
@@ -451,7 +455,7 @@ def _llmreplay_marker(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture
 def llm_cassette(
-    request: pytest.FixtureRequest, llm_cassette_config: dict[str, Any]
+    request: pytest.FixtureRequest,
 ) -> Iterator[Cassette]:
     """This test's cassette; every captured client used in the test goes through it."""
     from ._cassette import PLACEHOLDER_KEY, Cassette
@@ -460,7 +464,10 @@ def llm_cassette(
     settings = request.config.stash[_SETTINGS]
     node = request.node
     vcr = _vcr_settings(request) if settings["vcr"] else None
-    config_options = _checked(dict(llm_cassette_config), "llm_cassette_config")
+    # llm_cassette_config: default options for the tests in scope, defined by the user in a
+    # conftest.py or a -p plugin (like pytest-recording's vcr_config).
+    user_config = optional_fixture(request, "llm_cassette_config", {})
+    config_options = _checked(dict(user_config), "llm_cassette_config")
     marker = _marker_options(node)
     mode_value, mode_source = settings["mode"], settings["source"]
     if marker.get("mode") is not None:

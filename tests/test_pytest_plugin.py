@@ -330,3 +330,36 @@ def test_an_empty_mode_flag_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--llm-mode=")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*'' from --llm-mode is not a valid mode*"])
+
+
+def test_config_fixtures_from_a_p_plugin_are_honoured(pytester: pytest.Pytester) -> None:
+    # A -p plugin is registered before llmreplay: a default fixture of ours would shadow it.
+    pytester.makepyfile(
+        myplugin="""
+        import pytest
+
+        @pytest.fixture
+        def llm_cassette_config():
+            return {"ignore": ["user"]}
+
+        @pytest.fixture
+        def vcr_config():
+            return {"record_mode": "new_episodes"}
+        """
+    )
+    pytester.makepyfile(
+        test_p="""
+        def test_p(llm_cassette):
+            assert llm_cassette._spec.ignore == ("user",)
+            # vcr_config applies to every cassette, as llm_cassette_config does
+            assert (llm_cassette.mode.value, llm_cassette.mode_source) == ("auto", "vcr_config")
+
+        import pytest
+
+        @pytest.mark.vcr
+        def test_vcr(llm_cassette):
+            assert llm_cassette.mode_source == "vcr_config" and llm_cassette.mode.value == "auto"
+        """
+    )
+    pytester.syspathinsert()
+    pytester.runpytest("-p", "myplugin").assert_outcomes(passed=2)
