@@ -447,3 +447,31 @@ def test_a_basic_header_that_is_not_base64_is_still_a_credential() -> None:
     scrubber = Scrubber()
     secrets = scrubber.secrets([("authorization", "Basic not*base64*TESTONLY")], "https://h/")
     assert "not*base64*TESTONLY" in secrets
+
+
+def test_header_prefixes_replacements_and_per_call_noise(
+    tmp_path: Path, server: LoopbackServer
+) -> None:
+    # Real projects drop whole header families; the SDK's per-call noise is never stored.
+    path = tmp_path / "c.msgpack"
+    cas = llmreplay.cassette(
+        path,
+        mode="record",
+        filter_headers=["anthropic-*", "X-Request-*", ("openai-beta", "BETA")],
+    )
+    client = cas.anthropic_client(base_url=server.origin, api_key=ANTHROPIC_KEY, max_retries=0)
+    client.messages.create(
+        model="claude-opus-4-6",
+        max_tokens=8,
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"openai-beta": "assistants=v2", "cf-ray": "keep-me"},
+    )
+    client.close()
+    cas.save()
+    (item,) = llmreplay.cassette(path).interactions
+    sent = {k.lower(): v for k, v in item.request.headers}
+    received = {k.lower() for k, _ in item.response.headers}
+    assert not any(k.startswith(("anthropic-", "x-stainless-")) for k in sent)
+    assert "user-agent" not in sent and sent["openai-beta"] == "BETA"
+    assert sent["cf-ray"] == "keep-me" and "content-type" in sent
+    assert "x-request-id" not in received and "content-type" in received
