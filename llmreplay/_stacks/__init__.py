@@ -16,7 +16,9 @@ library is installed (``available``), when the first cassette or guard turns cap
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -27,14 +29,27 @@ from .._transport import CassetteTransport
 if TYPE_CHECKING:
     from .._cassette import Cassette
 
-# The stacks, in install order, with the top-level module each needs.
+# The stacks, in install order, with the top-level module each needs and the oldest version
+# its adapter supports (urllib3 2: ``_make_request`` as patched; aiohttp 3.12: client
+# middlewares). An older version is left unpatched: patching it would break its requests.
 LIBRARIES = {"httpx": "httpx", "urllib3": "urllib3", "aiohttp": "aiohttp"}
+MINIMUM = {"httpx": (0, 23), "urllib3": (2, 0), "aiohttp": (3, 12)}
+
+
+def supported(version: str, minimum: tuple[int, int]) -> bool:
+    """Whether a ``major.minor...`` version string is at least ``minimum``."""
+    numbers = [int(n) for n in re.findall(r"\d+", version)[:2]]
+    return tuple(numbers) >= minimum
 
 
 def available(stack: str) -> bool:
-    """Whether ``stack``'s library is installed (found without importing it)."""
+    """Whether ``stack``'s library is installed in a supported version (found without
+    importing it)."""
+    name = LIBRARIES[stack]
     try:
-        return importlib.util.find_spec(LIBRARIES[stack]) is not None
+        if importlib.util.find_spec(name) is None:
+            return False
+        return supported(importlib.metadata.version(name), MINIMUM[stack])
     except (ImportError, ValueError):  # pragma: no cover - a broken or half-removed install
         return False
 

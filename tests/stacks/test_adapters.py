@@ -400,3 +400,16 @@ def test_urllib3_bodies_of_every_kind_are_keyed_by_their_bytes(
         again = [pool.request("POST", url, body=kind, headers=HEADERS).json() for kind in kinds()]
     assert again == replies
     assert cas.stats.played == 4
+
+
+def test_only_supported_versions_of_a_stack_are_patched() -> None:
+    from llmreplay._stacks import MINIMUM, available, supported
+
+    assert all(available(stack) for stack in MINIMUM)  # the dev extra's versions
+    # urllib3 1.26's _make_request and aiohttp 3.11 (no client middlewares) are left alone:
+    # patching them would break their requests, inside a cassette or not.
+    assert not supported("1.26.20", MINIMUM["urllib3"])
+    assert not supported("3.11.18", MINIMUM["aiohttp"])
+    assert supported("2.0.0", MINIMUM["urllib3"])
+    assert supported("3.12.0rc1", MINIMUM["aiohttp"])
+    assert supported("0.28.1", MINIMUM["httpx"])
