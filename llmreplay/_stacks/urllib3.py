@@ -18,6 +18,7 @@ Fault errors become urllib3's: ``ConnectTimeoutError``, ``ReadTimeoutError``,
 from __future__ import annotations
 
 import http.client
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +37,7 @@ from . import NativeStream, exchange, make_request
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _original: Any = None
+_signature: inspect.Signature = inspect.Signature()
 
 
 def _url(pool: HTTPConnectionPool, url: str) -> str:
@@ -156,9 +158,9 @@ class _Body:
             self._answer.close()
 
 
-def _native(
-    answer: httpx2.Response, pool: HTTPConnectionPool, method: str, url: str, **kw: Any
-) -> urllib3.HTTPResponse:
+def _native(answer: httpx2.Response, kw: dict[str, Any]) -> urllib3.HTTPResponse:
+    """The answer as urllib3's response; ``kw`` is the ``_make_request`` call's arguments."""
+    method, url = kw["method"], kw["url"]
     headers = urllib3.HTTPHeaderDict()
     for name, value in answer.headers.multi_items():
         headers.add(name, value)
@@ -172,7 +174,7 @@ def _native(
         reason=answer.reason_phrase,
         preload_content=kw["preload_content"],
         decode_content=kw["decode_content"],
-        pool=pool,
+        pool=kw["self"],
         connection=kw["response_conn"],
         retries=kw["retries"],
         enforce_content_length=kw["enforce_content_length"],
@@ -194,53 +196,30 @@ def _from_native(raw: urllib3.BaseHTTPResponse) -> httpx2.Response:
 
 
 def _make_request(
-    self: HTTPConnectionPool,
-    conn: Any,
-    method: str,
-    url: str,
-    body: Any = None,
-    headers: Any = None,
-    retries: Any = None,
-    timeout: Any = urllib3.util.Timeout.DEFAULT_TIMEOUT,
-    chunked: bool = False,
-    response_conn: Any = None,
-    preload_content: bool = True,
-    decode_content: bool = True,
-    enforce_content_length: bool = True,
+    self: HTTPConnectionPool, conn: Any, method: str, url: str, *args: Any, **kwargs: Any
 ) -> urllib3.BaseHTTPResponse:
     full = _url(self, url)
     # A connection class of vcrpy's records or replays by itself: not the network.
     network = not type(conn).__module__.startswith("vcr.")
     cassette = _patch.route(full, network=network)
-    kw = {
-        "retries": retries,
-        "response_conn": response_conn,
-        "preload_content": preload_content,
-        "decode_content": decode_content,
-        "enforce_content_length": enforce_content_length,
-    }
-    if cassette is None:
-        return _original(  # type: ignore[no-any-return]
-            self, conn, method, url, body, headers, timeout=timeout, chunked=chunked, **kw
-        )
+    if cassette is None:  # passed on exactly as called, whatever urllib3 2.x adds
+        return _original(self, conn, method, url, *args, **kwargs)  # type: ignore[no-any-return]
+    bound = _signature.bind(self, conn, method, url, *args, **kwargs)
+    bound.apply_defaults()
+    call = bound.arguments
+    body = call["body"]
     content = _body(body)
-    request = make_request(method, full, list((headers or {}).items()), content)
+    request = make_request(method, full, list((call["headers"] or {}).items()), content)
 
     def send(_: httpx2.Request) -> httpx2.Response:
         raw = _original(
-            self,
-            conn,
-            method,
-            url,
-            content if body is not None else None,
-            headers,
-            retries=retries,
-            timeout=timeout,
-            chunked=chunked,
-            response_conn=None,  # released by the rebuilt response, once read
-            preload_content=False,
-            decode_content=False,
-            enforce_content_length=enforce_content_length,
+            **{
+                **call,
+                "body": content if body is not None else None,
+                "response_conn": None,  # released by the rebuilt response, once read
+                "preload_content": False,
+                "decode_content": False,
+            }
         )
         return _from_native(raw)
 
@@ -248,13 +227,14 @@ def _make_request(
         answer = exchange(cassette, request, send)
     except httpx2.HTTPError as exc:
         raise _request_error(exc, self, conn, url) from exc
-    return _native(answer, self, method, url, **kw)
+    return _native(answer, call)
 
 
 def install() -> None:
     """Patch ``HTTPConnectionPool._make_request`` (HTTPS pools inherit it)."""
-    global _original
+    global _original, _signature
     _original = HTTPConnectionPool.__dict__["_make_request"]
+    _signature = inspect.signature(_original)
     HTTPConnectionPool._make_request = _make_request  # type: ignore[method-assign]
 
 
