@@ -74,3 +74,54 @@ def test_every_stack_is_refused_outside_a_cassette(
         result = pytester.runpytest(f"--llm-mode={mode}")
         result.assert_outcomes(passed=6)
     assert server.requests == []  # nothing reached the server, in any mode
+
+
+INSIDE = """
+import asyncio, json, os
+
+import aiohttp, httpx, requests, urllib3
+
+URL = os.environ["STACKS_LLM_URL"] + "/chat/completions"
+
+
+def body(name):
+    return {"model": "m", "messages": [{"role": "user", "content": name}]}
+
+
+def text(payload):
+    return payload["choices"][0]["message"]["content"]
+
+
+def test_httpx(llm_cassette):
+    assert text(httpx.post(URL, json=body("httpx")).json()) == "echo: httpx"
+
+
+def test_aiohttp(llm_cassette):
+    async def run():
+        async with aiohttp.ClientSession() as s, s.post(URL, json=body("aiohttp")) as r:
+            return await r.json()
+
+    assert text(asyncio.run(run())) == "echo: aiohttp"
+
+
+def test_requests(llm_cassette):
+    assert text(requests.post(URL, json=body("requests")).json()) == "echo: requests"
+
+
+def test_urllib3(llm_cassette):
+    data = json.dumps(body("urllib3")).encode()
+    assert text(urllib3.request("POST", URL, body=data).json()) == "echo: urllib3"
+"""
+
+
+def test_the_plugins_cassettes_capture_every_stack(
+    pytester: pytest.Pytester, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STACKS_LLM_URL", server.url)
+    pytester.makepyfile(test_inside=INSIDE)
+    pytester.runpytest("--llm-mode=record").assert_outcomes(passed=4)
+    assert len(server.requests) == 4
+    assert len(list(pytester.path.rglob("*.msgpack"))) == 4
+    server.stop()
+    pytester.runpytest().assert_outcomes(passed=4)  # replay, the server stopped
+    assert len(server.requests) == 4
