@@ -34,6 +34,7 @@ from typing import Any
 from . import _migrate_markers, _migrate_probe
 from ._errors import CassetteError
 from ._migrate_report import Report
+from ._storage import FileStorage
 from ._vcr_import import hidden
 
 VCRPY_MATCH_ON = ("method", "scheme", "host", "port", "path", "query")
@@ -45,6 +46,7 @@ SNIPPET_MARK = "# -- written by `llmreplay migrate`"
 def _pytest(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "pytest", *args, "-p", "llmreplay._migrate_probe"]
     command += ["-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    command += ["--continue-on-collection-errors"]  # one broken module hides no other
     return subprocess.run(
         command, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, check=False
     )
@@ -56,8 +58,11 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def probe(tests_dir: Path, stage: Path, cwd: Path) -> list[dict[str, Any]]:
-    """One row per test of the project (see ``_migrate_probe``)."""
+def probe(
+    tests_dir: Path, stage: Path, cwd: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """One row per test of the project (see ``_migrate_probe``), and the files pytest could
+    not collect (their tests are not in the rows: reported, never silently left out)."""
     out = stage / "probe.jsonl"
     env = {_migrate_probe.PROBE: str(out), _migrate_probe.STAGE: str(stage)}
     done = _pytest([str(tests_dir), "--record-mode=none"], env, cwd)
@@ -69,7 +74,23 @@ def probe(tests_dir: Path, stage: Path, cwd: Path) -> list[dict[str, Any]]:
             f"its tests could not be collected (pytest exit {done.returncode}):\n{tail}",
             hint="Make `pytest` run in this project first, then run llmreplay migrate again.",
         )
-    return list({row["nodeid"]: row for row in rows}.values())  # xdist may repeat none
+    return list({row["nodeid"]: row for row in rows}.values()), _uncollected(done.stdout)
+
+
+def _uncollected(output: str) -> list[dict[str, str]]:
+    """The files pytest's summary says it could not collect, each with its last error line."""
+    lines = output.splitlines()
+    found = []
+    for line in lines:
+        name = line[len("ERROR ") :].split(" - ", 1)[0].strip() if line.startswith("ERROR ") else ""
+        if not name or "::" in name:
+            continue
+        header = next((i for i, x in enumerate(lines) if f"ERROR collecting {name} " in x), -1)
+        section = lines[header + 1 :] if header >= 0 else []
+        end = next((i for i, x in enumerate(section) if x.startswith("____")), len(section))
+        errors = [x[1:].strip() for x in section[:end] if x.startswith("E ")]
+        found.append({"nodeid": name, "error": "not collected: " + (errors or ["see pytest"])[-1]})
+    return found
 
 
 def _unclaimed(tests_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[Path, Path]]:
@@ -244,11 +265,12 @@ def migrate(
     report = Report(write=write)
     with tempfile.TemporaryDirectory(prefix="llmreplay-migrate-") as scratch:
         stage = Path(scratch)
-        rows = probe(tests_dir, stage, cwd)
+        rows, uncollected = probe(tests_dir, stage, cwd)
         report.tests = len(rows)
         report.marked = sum(1 for row in rows if row.get("marked"))
         report.vcr_fixture = [r["nodeid"] for r in rows if r.get("uses_vcr_fixture")]
         report.errors = [{"nodeid": r["nodeid"], "error": r["error"]} for r in rows if "error" in r]
+        report.errors += uncollected
         cassettes: list[dict[str, Any]] = []
         for row in rows:
             own = row.get("own")
@@ -266,10 +288,10 @@ def migrate(
         report.matching = _matching(rows, tests_dir, matching)
         measure_dir: Path | None = None
         if write:
+            storage = FileStorage()
             for cassette in chosen:
                 target = Path(cassette["target"])
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(cassette["staged"], target)
+                storage.save(target, Path(cassette["staged"]).read_bytes())
             if report.matching["snippet"] == "to write":
                 conftest = Path(report.matching["conftest"])
                 with conftest.open("a", encoding="utf-8") as out:

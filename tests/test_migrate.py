@@ -208,11 +208,14 @@ def test_the_realworld_cassettes_in_pytest_recording_s_layout(
     (site / "cassettes" / "test_pkg").mkdir(parents=True)
     shutil.copy(next(REALWORLD.glob("*.yaml")), site / "cassettes" / "test_pkg" / "t.yaml")
     (site / "test_pkg.py").write_text("import pytest\n\n@pytest.mark.vcr\ndef test_t(): ...\n")
+    (realworld_project / "tests" / "test_broken.py").write_text("import no_such_module\n")
     clash = realworld_project / "tests/cassettes/test_llm/test_tool_use_basic.json"
     clash.write_text(json.dumps(yaml.safe_load(clash.with_suffix(".yaml").read_text())))
     code = main(["migrate", "tests", "--write", "--no-run", "--rewrite-markers", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 1
+    (error,) = report["errors"]  # a module that does not import is named, not left out
+    assert error["nodeid"] == "tests/test_broken.py" and "no_such_module" in error["error"]
     lost = len(load_vcr(clash.with_suffix(".yaml")))
     assert len(report["cassettes"]) == 96 and report["interactions"] == 115 - lost
     assert sorted(Path(r["source"]).name for r in report["refused"]) == [
