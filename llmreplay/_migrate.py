@@ -74,16 +74,22 @@ def probe(
             f"its tests could not be collected (pytest exit {done.returncode}):\n{tail}",
             hint="Make `pytest` run in this project first, then run llmreplay migrate again.",
         )
-    return list({row["nodeid"]: row for row in rows}.values()), _uncollected(done.stdout)
+    unique = {row["nodeid"]: row for row in rows}
+    return list(unique.values()), _unprobed(done.stdout, set(unique))
 
 
-def _uncollected(output: str) -> list[dict[str, str]]:
-    """The files pytest's summary says it could not collect, each with its last error line."""
+def _unprobed(output: str, probed: set[str]) -> list[dict[str, str]]:
+    """What pytest's summary says errored before the probe saw it: files it could not
+    collect and tests whose setup failed first, each with its last error line."""
     lines = output.splitlines()
     found = []
     for line in lines:
         name = line[len("ERROR ") :].split(" - ", 1)[0].strip() if line.startswith("ERROR ") else ""
-        if not name or "::" in name:
+        if not name or name in probed:
+            continue
+        if "::" in name:
+            why = line.split(" - ", 1)[1] if " - " in line else "see pytest"
+            found.append({"nodeid": name, "error": f"its setup failed first: {why}"})
             continue
         header = next((i for i, x in enumerate(lines) if f"ERROR collecting {name} " in x), -1)
         section = lines[header + 1 :] if header >= 0 else []

@@ -55,7 +55,7 @@ def render(report: Report) -> str:
             f"marked tests without a cassette (never recorded?): {len(report.no_cassette)}"
         )
         lines += [f"  {nodeid}" for nodeid in report.no_cassette]
-    lines += [f"  could not be probed: {e['nodeid']}: {e['error']}" for e in report.errors]
+    lines += [f"  could not be read: {e['nodeid']}: {e['error']}" for e in report.errors]
     m = report.matching
     if m:
         lines.append(

@@ -200,6 +200,18 @@ def realworld_project(tmp_path: Path) -> Path:
     return project
 
 
+EARLY = """
+import pytest
+
+@pytest.fixture(scope="module", autouse=True)
+def database():
+    raise RuntimeError("no database")
+
+def test_x():
+    pass
+"""
+
+
 def test_the_realworld_cassettes_in_pytest_recording_s_layout(
     realworld_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,13 +221,15 @@ def test_the_realworld_cassettes_in_pytest_recording_s_layout(
     shutil.copy(next(REALWORLD.glob("*.yaml")), site / "cassettes" / "test_pkg" / "t.yaml")
     (site / "test_pkg.py").write_text("import pytest\n\n@pytest.mark.vcr\ndef test_t(): ...\n")
     (realworld_project / "tests" / "test_broken.py").write_text("import no_such_module\n")
+    (realworld_project / "tests" / "test_early.py").write_text(EARLY)
     clash = realworld_project / "tests/cassettes/test_llm/test_tool_use_basic.json"
     clash.write_text(json.dumps(yaml.safe_load(clash.with_suffix(".yaml").read_text())))
     code = main(["migrate", "tests", "--write", "--no-run", "--rewrite-markers", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 1
-    (error,) = report["errors"]  # a module that does not import is named, not left out
-    assert error["nodeid"] == "tests/test_broken.py" and "no_such_module" in error["error"]
+    broken, early = report["errors"]  # named, never silently left out
+    assert broken["nodeid"] == "tests/test_broken.py" and "no_such_module" in broken["error"]
+    assert early["nodeid"] == "tests/test_early.py::test_x" and "no database" in early["error"]
     lost = len(load_vcr(clash.with_suffix(".yaml")))
     assert len(report["cassettes"]) == 96 and report["interactions"] == 115 - lost
     assert sorted(Path(r["source"]).name for r in report["refused"]) == [
