@@ -90,6 +90,21 @@ def server() -> Iterator[LoopbackServer]:
 
 
 @pytest.fixture
+def upstream(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytester
+) -> LoopbackServer:
+    """The loopback server as the provider of a pytester project whose ``app.ask(text)``
+    makes one chat call, configured by environment as a real application is."""
+    from tests.helpers import PYTESTER_APP, fake_key
+
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", fake_key("sk-"))
+    pytester.makepyfile(app=PYTESTER_APP)
+    pytester.syspathinsert()
+    return server
+
+
+@pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 

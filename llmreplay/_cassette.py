@@ -568,20 +568,22 @@ class Cassette:
         )
         if PLACEHOLDER_KEY not in credentials:
             return
-        variable = _KEY_ENV[provider(request)]
-        raise sdk_transparent(
+        raise self._refused(
+            request,
+            f"it must go upstream (mode={self.mode.value}) but no API key is set, so it "
+            "cannot be recorded",
+            f"Set {_KEY_ENV[provider(request)]} to record it; requests already in the "
+            "cassette replay without a key.",
+        )
+
+    def _refused(self, request: httpx2.Request, reason: str, hint: str) -> LLMReplayError:
+        return sdk_transparent(
             RequestRefused(
                 host=request.url.host,
                 path=request.url.path,
                 where=str(self.path),
-                reason=(
-                    f"it must go upstream (mode={self.mode.value}) but no API key is set, "
-                    "so it cannot be recorded"
-                ),
-                hint=(
-                    f"Set {variable} to record it; requests already in the cassette replay "
-                    "without a key."
-                ),
+                reason=reason,
+                hint=hint,
             )
         )
 
@@ -659,20 +661,12 @@ class Cassette:
         status = response.status_code
         if store and not self.record_errors and status in REFUSED_STATUSES:
             response.close()
-            raise sdk_transparent(
-                RequestRefused(
-                    host=request.url.host,
-                    path=request.url.path,
-                    where=str(self.path),
-                    reason=(
-                        f"upstream refused the credentials ({status}) and nothing was written "
-                        "to the cassette"
-                    ),
-                    hint=(
-                        f"Set a valid {_KEY_ENV[provider(request)]} to record, or pass "
-                        "record_errors=True to store error answers on purpose."
-                    ),
-                )
+            raise self._refused(
+                request,
+                f"upstream refused the credentials ({status}) and nothing was written to the "
+                "cassette",
+                f"Set a valid {_KEY_ENV[provider(request)]} to record, or pass "
+                "record_errors=True to store error answers on purpose.",
             )
         if store and not self.record_errors and status in RETRYABLE_STATUSES:
             store = False  # the retry's answer is the one to keep

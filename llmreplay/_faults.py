@@ -249,14 +249,22 @@ class ProtocolError(TransportFault):
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
+def _split_events(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """Whole server-sent events (each with its blank line) at the start of ``buffer``,
+    and what is left of it."""
+    events = []
+    while match := _EVENT_END.search(buffer):
+        events.append(buffer[: match.end()])
+        buffer = buffer[match.end() :]
+    return events, buffer
+
+
 def _events(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Server-sent events, each with its blank line, however the bytes were read."""
+    """Server-sent events, however the bytes were read."""
     buffer = b""
     for chunk in chunks:
-        buffer += chunk
-        while match := _EVENT_END.search(buffer):
-            yield buffer[: match.end()]
-            buffer = buffer[match.end() :]
+        events, buffer = _split_events(buffer + chunk)
+        yield from events
     if buffer:
         yield buffer
 
@@ -264,10 +272,9 @@ def _events(chunks: Iterable[bytes]) -> Iterator[bytes]:
 async def _aevents(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     buffer = b""
     async for chunk in chunks:
-        buffer += chunk
-        while match := _EVENT_END.search(buffer):
-            yield buffer[: match.end()]
-            buffer = buffer[match.end() :]
+        events, buffer = _split_events(buffer + chunk)
+        for event in events:
+            yield event
     if buffer:
         yield buffer
 

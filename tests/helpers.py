@@ -29,3 +29,22 @@ def fake_key(prefix: str, body: str = "TESTONLY0123456789abcdefghij") -> str:
     """A credential-shaped test value, assembled at run time so the source holds no
     key-looking literal for secret scanners to flag."""
     return prefix + body
+
+
+# A user's application module for pytester suites: one chat call through the openai SDK,
+# configured by OPENAI_BASE_URL / OPENAI_API_KEY as a real app would be.
+PYTESTER_APP = """
+import openai
+
+
+def ask(text, retries=2, user=None, **extra):
+    client = openai.OpenAI(max_retries=retries)
+    try:
+        options = {"user": user} if user else {}
+        reply = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": text}], **options, **extra
+        )
+    finally:
+        client.close()
+    return reply.choices[0].message.content
+"""

@@ -15,32 +15,6 @@ import llmreplay
 from tests.helpers import fake_key
 from tests.server import LoopbackServer
 
-APP = """
-import openai
-
-
-def ask(text, **options):
-    client = openai.OpenAI(max_retries=2, **options)
-    try:
-        reply = client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
-        )
-    finally:
-        client.close()
-    return reply.choices[0].message.content
-"""
-
-
-@pytest.fixture
-def upstream(
-    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytester
-) -> LoopbackServer:
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
-    monkeypatch.setenv("OPENAI_API_KEY", fake_key("sk-"))
-    pytester.makepyfile(app=APP)
-    pytester.syspathinsert()
-    return server
-
 
 def _cassettes(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.msgpack") if ".llmreplay" not in p.parts)
