@@ -60,7 +60,10 @@ def _spec(match: dict[str, Any] | None) -> KeySpec:
     if match is None:
         return KeySpec()
     return KeySpec.build(
-        match.get("match_on"), match.get("ignore", ()), match.get("drop_query", ())
+        match.get("match_on"),
+        match.get("ignore", ()),
+        match.get("drop_query", ()),
+        match.get("normalise", ()),
     )
 
 

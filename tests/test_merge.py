@@ -16,7 +16,7 @@ import pytest
 
 import llmreplay
 from llmreplay._cli import main
-from llmreplay._format import Interaction, RecordedRequest, RecordedResponse, encode
+from llmreplay._format import Interaction, RecordedRequest, RecordedResponse, decode, encode
 from llmreplay._match import KeySpec, RequestView
 from tests.helpers import fake_key
 from tests.server import LoopbackServer
@@ -129,6 +129,26 @@ def test_keys_made_with_other_settings_are_remade_with_ours(
     ours = _write(tmp_path / "ours", _item("q", "ours"))
     code, report = _merge(capsys, str(base), str(ours), str(tmp_path / "theirs"))
     assert code == 1 and len(report["conflicts"]) == 1  # one request, not two keys
+
+
+def test_keys_made_with_normalisers_keep_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = KeySpec.build(None, (), (), normalise=("model_date",))
+
+    def dated(model: str, answer: str) -> Interaction:
+        body = json.dumps({"model": model, "messages": []}).encode()
+        key = spec.key(RequestView("POST", URL, [], body))
+        return Interaction(key, RecordedRequest("POST", URL, [], body),
+                           RecordedResponse(200, [], body=answer.encode()))  # fmt: skip
+
+    for name, items in (("base", []), ("ours", [dated("gpt-4o-2024-08-06", "a")]),
+                        ("theirs", [dated("gpt-4o-2024-11-20", "b")])):  # fmt: skip
+        (tmp_path / name).write_bytes(encode(items, spec.describe()))
+    code, report = _merge(capsys, *(str(tmp_path / n) for n in ("base", "ours", "theirs")))
+    assert code == 1 and len(report["conflicts"]) == 1  # one request once normalised
+    _, match = decode((tmp_path / "ours").read_bytes(), "ours")
+    assert match["normalise"] == ["model_date"]  # the merged file keeps how keys were made
 
 
 def test_bad_inputs_are_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
