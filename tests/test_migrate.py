@@ -171,8 +171,12 @@ def test_a_cassette_in_the_way_is_refused_unless_overwrite(project: tuple[Path, 
     target = folder / "fixtures/cassettes/tests/test_chat/test_create.msgpack"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"someone else's")
-    code, report = _migrate(folder, _env(url, recording=True), "--write", "--no-run")
+    conftest = (folder / "tests" / "conftest.py").read_text()
+    args = ("--write", "--no-run", "--matching", "llmreplay")
+    code, report = _migrate(folder, _env(url, recording=True), *args)
     assert code == 1 and target.read_bytes() == b"someone else's"
+    assert report["matching"]["snippet"] is None  # llmreplay's matching: nothing to keep
+    assert (folder / "tests" / "conftest.py").read_text() == conftest
     (refused,) = report["refused"]
     assert refused["source"].endswith("test_chat/test_create.yaml")
     assert "--overwrite" in refused["reason"] and len(report["cassettes"]) == 11
@@ -180,7 +184,7 @@ def test_a_cassette_in_the_way_is_refused_unless_overwrite(project: tuple[Path, 
                             "--overwrite")  # fmt: skip
     assert code == 0 and len(llmreplay.cassette(target).interactions) == 1
     assert len(report["cassettes"]) == 1 and len(report["unchanged"]) == 11  # idempotent
-    assert report["matching"]["snippet"] == "present"
+    assert report["matching"]["snippet"] == "written"
 
 
 @pytest.fixture
