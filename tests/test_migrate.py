@@ -312,3 +312,28 @@ def test_markers_are_rewritten_only_where_it_means_the_same(tmp_path: Path) -> N
         text.count("pytest.mark.vcr") == 6
     )  # string, comment, 2 with arguments, vcr_other, other.
     assert _migrate_markers.rewrite(path) == 0
+
+
+def test_the_matching_fixture_is_written_once_and_never_over_the_project_s(
+    tmp_path: Path,
+) -> None:
+    from llmreplay._migrate import _matching, snippet
+
+    rows = [
+        {"nodeid": "t::a", "marked": True, "match_on": None},
+        {"nodeid": "t::b", "marked": True, "match_on": ["method", "body"]},
+        {"nodeid": "t::c", "marked": False, "match_on": None},
+    ]
+    conftest = tmp_path / "conftest.py"
+    found = _matching(rows, tmp_path, "vcrpy")
+    assert (found["vcrpy_default"], found["explicit"]) == (1, {"method, body": 1})
+    assert found["snippet"] == "to write"
+    conftest.write_text("import pytest\n" + snippet(found["match_on"]))
+    assert _matching(rows, tmp_path, "vcrpy")["snippet"] == "present"
+    namespace: dict[str, Any] = {}
+    exec(compile(conftest.read_text(), str(conftest), "exec"), namespace)
+    assert "llm_cassette_config" in namespace  # the snippet is valid Python as appended
+    conftest.write_text("def llm_cassette_config():\n    return {}\n")
+    assert _matching(rows, tmp_path, "vcrpy")["snippet"].startswith("blocked")
+    assert _matching(rows, tmp_path, "llmreplay")["snippet"] is None
+    assert _matching(rows[1:], tmp_path, "vcrpy")["snippet"] is None  # nobody relies on it
