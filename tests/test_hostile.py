@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 import tracemalloc
 import zlib
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from llmreplay._format import (
     RecordedResponse,
     encode,
 )
-from llmreplay._match import KeySpec, RequestView
+from llmreplay._match import _FINALISTS, KeySpec, RequestView
 
 CHAT = "https://api.openai.com/v1/chat/completions"
 DEEP = b"[" * 200_000 + b"]" * 200_000  # JSON nested 200,000 deep
@@ -72,6 +71,22 @@ def _peak_mib(run: Callable[[], object]) -> float:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     return peak / 2**20
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Count the calls of ``llmreplay._match.<name>`` (it still runs): bounded work is
+    asserted as a count, never as seconds."""
+    from llmreplay import _match
+
+    calls: list[int] = []
+    original = getattr(_match, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_match, name, counted)
+    return calls
 
 
 def _echo(request: httpx2.Request) -> httpx2.Response:
@@ -169,9 +184,7 @@ def test_a_gzip_bomb_request_body_is_keyed_raw_in_bounded_memory(bomb: bytes) ->
     assert len(bomb) < 1_200_000
     view = RequestView("POST", CHAT, [("content-encoding", "gzip")], bomb)
     spec = KeySpec()
-    started = time.perf_counter()
     peak = _peak_mib(lambda: spec.key(view))
-    assert time.perf_counter() - started < 5
     assert peak < MAX_DECOMPRESSED / 2**20 * 2.5  # never the 1 GiB it expands to
     assert spec.parts(view)["body"] == bomb  # past the limit: raw bytes, stable
     small = gzip.compress(b'{"b": 1, "a": 2}')
@@ -192,11 +205,11 @@ def test_a_gzip_bomb_cassette_loads_misses_and_shows_in_bounded_work(
     )
     cas = llmreplay.cassette(path)
     assert _peak_mib(lambda: llmreplay.cassette(path)) < 200
-    with httpx2.Client(transport=cas.transport()) as client:
-        started = time.perf_counter()
-        with pytest.raises(llmreplay.CassetteMiss) as miss:
-            client.post(CHAT, json={"model": "m"})
-        assert time.perf_counter() - started < 2
+    with (
+        httpx2.Client(transport=cas.transport()) as client,
+        pytest.raises(llmreplay.CassetteMiss) as miss,
+    ):
+        client.post(CHAT, json={"model": "m"})
     assert miss.value.closest == "POST /v1/chat/completions"
     assert len(str(miss.value)) < 20_000
 
@@ -204,9 +217,8 @@ def test_a_gzip_bomb_cassette_loads_misses_and_shows_in_bounded_work(
     shown = json.loads(out)[0]
     assert code == 0 and "expands past the 64 MiB limit" in shown["response"]["body"]
     assert "expands past the 64 MiB limit" in _cli(capsys, "textconv", str(path))[1]
-    started = time.perf_counter()
     assert _cli(capsys, "export", str(path), "--format", "yaml", "-o", str(tmp_path / "y"))[0] == 0
-    assert time.perf_counter() - started < 10
+    assert (tmp_path / "y").stat().st_size < 1_000_000  # a summary, not the 1 GiB expanded
     # verify cannot look inside: a credential could hide there, so it is a finding.
     code, out, _ = _cli(capsys, "verify", str(path))
     assert code == 1 and "expands past the 64 MiB limit, so it cannot be checked" in out
@@ -234,8 +246,8 @@ def test_bodies_larger_than_the_show_limit_are_summarised(
 # -- a miss against big recordings is cheap ------------------------------------------------
 
 
-def test_one_miss_against_twenty_2mb_image_requests_takes_well_under_a_second(
-    tmp_path: Path, server: object
+def test_one_miss_against_twenty_2mb_image_requests_does_bounded_work(
+    tmp_path: Path, server: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = server.url  # type: ignore[attr-defined]
     path = tmp_path / "images.msgpack"
@@ -257,12 +269,15 @@ def test_one_miss_against_twenty_2mb_image_requests_takes_well_under_a_second(
     assert len(server.requests) == 20  # type: ignore[attr-defined]
     assert path.stat().st_size > 40_000_000
     replay = llmreplay.cassette(path)
-    with replay.openai_client(base_url=url, api_key="sk-test", max_retries=0) as client:
-        started = time.perf_counter()
-        with pytest.raises(llmreplay.CassetteMiss) as miss:
-            ask(client, 7, prompt="describe it in French")
-        elapsed = time.perf_counter() - started
-    assert elapsed < 0.8, elapsed
+    # Work, not seconds (timings are in benchmarks/hostile.py): count the bodies made
+    # canonical on the miss path; only the key and the few finalists may be.
+    canonical = _counting(monkeypatch, "canonical_body")
+    with (
+        replay.openai_client(base_url=url, api_key="sk-test", max_retries=0) as client,
+        pytest.raises(llmreplay.CassetteMiss) as miss,
+    ):
+        ask(client, 7, prompt="describe it in French")
+    assert 0 < len(canonical) <= 1 + _FINALISTS + 1  # the key, the finalists, the diff
     assert len(server.requests) == 20  # type: ignore[attr-defined]
     lines = [" ".join(line.split()) for line in miss.value.diff.splitlines()]
     assert '-body: "text": "describe",' in lines
@@ -310,8 +325,6 @@ def test_megabytes_of_tiny_containers_are_refused_in_bounded_memory(
     peak = _peak_mib(lambda: llmreplay.cassette(path))
     # 10 MB of empty maps: 32 MiB (715 MiB before); the worst, 3 MB of pairs: ~40 MiB
     assert peak < 15 * path.stat().st_size / 2**20 + 10, f"{peak:.0f} MiB"
-    started = time.perf_counter()
     with pytest.raises(llmreplay.CassetteError) as info:
         llmreplay.cassette(path)
-    assert time.perf_counter() - started < 5
     assert info.value.path == str(path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+from typing import Any
 
 import pytest
 
@@ -73,10 +73,10 @@ def test_too_deep_counts_nesting_outside_strings(data: bytes, deep: bool) -> Non
     ],
     ids=["unclosed", "escaped", "escaped-backslash", "quotes", "pairs", "deep"],
 )
-def test_nesting_is_measured_in_linear_time(data: bytes) -> None:
-    started = time.perf_counter()
-    parse_json(data)
-    assert time.perf_counter() - started < 1
+def test_adversarial_nesting_is_refused_not_parsed(data: bytes) -> None:
+    # Each is too deep (or never closes): NOT_JSON, decided by the linear scan before any
+    # parse. How long the scan takes is measured in benchmarks/hostile.py, not here.
+    assert parse_json(data) is NOT_JSON
 
 
 def test_unparseable_urls_still_give_parts() -> None:
@@ -111,9 +111,7 @@ def test_the_diff_is_bounded_and_numbered_from_the_real_lines() -> None:
     after = list(before)
     after[70_000] = "changed"
     after[70_002] = "x" * 1_000_000
-    started = time.perf_counter()
     diff = diff_lines(before, after)
-    assert time.perf_counter() - started < 0.5
     assert diff.splitlines()[0] == "@@ -70000,5 +70000,5 @@"
     assert "-line 70000" in diff and "+changed" in diff
     many = diff_lines(before, [f"other {n}" for n in range(100_000)])
@@ -121,7 +119,17 @@ def test_the_diff_is_bounded_and_numbered_from_the_real_lines() -> None:
     assert len(many.splitlines()) == 81
 
 
-def test_a_miss_against_many_big_candidates_is_cheap() -> None:
+def test_a_miss_against_many_big_candidates_is_cheap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmreplay import _match
+
+    made: list[int] = []
+    canonical = _match.canonical_body
+
+    def counted(*args: Any, **kwargs: Any) -> bytes:
+        made.append(1)
+        return canonical(*args, **kwargs)
+
+    monkeypatch.setattr(_match, "canonical_body", counted)
     spec = KeySpec()
     image = "A" * 200_000
     candidates = [
@@ -129,9 +137,8 @@ def test_a_miss_against_many_big_candidates_is_cheap() -> None:
         for n in range(300)
     ]
     wanted = _view({"messages": [{"content": "picture 7, in French"}], "image": "7" + image})
-    started = time.perf_counter()
     found = closest(wanted, candidates, spec)
-    assert time.perf_counter() - started < 0.5
+    assert len(made) <= 1 + _match._FINALISTS  # 300 candidates, only the finalists canonical
     assert found is not None and found[0] is candidates[7]
     assert len(found[1]) < 2_000  # the long line is cut, with its length and hash
     assert "200,001 chars, sha256" not in found[1]  # equal lines are not in the diff
