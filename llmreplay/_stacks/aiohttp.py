@@ -181,11 +181,22 @@ def _middleware(cassette: Cassette, decompress: bool) -> Any:
     return llmreplay
 
 
+def _vcr_around() -> bool:
+    """Whether vcrpy's patch of ``_request`` is on top of ours or under it: then vcrpy
+    records or replays the request itself, and the guard leaves it to vcrpy."""
+    top = aiohttp.ClientSession.__dict__.get("_request")
+    for function in (top, _original):
+        code = getattr(function, "__code__", None)
+        if "/vcr/" in str(getattr(code, "co_filename", "")).replace("\\", "/"):
+            return True
+    return False
+
+
 async def _request(
     self: aiohttp.ClientSession, method: str, str_or_url: Any, **kwargs: Any
 ) -> ClientResponse:
     url = self._build_url(str_or_url)
-    cassette = _patch.route(str(url))
+    cassette = _patch.route(str(url), network=not _vcr_around())
     if cassette is None:
         return await _original(self, method, str_or_url, **kwargs)  # type: ignore[no-any-return]
     decompress = kwargs.get("auto_decompress")
@@ -201,13 +212,14 @@ async def _request(
 def install() -> None:
     """Patch ``aiohttp.ClientSession._request``."""
     global _original
-    _original = aiohttp.ClientSession.__dict__["_request"]
+    current = aiohttp.ClientSession.__dict__["_request"]
+    if current is not _request:  # vcrpy may have put ours back: never wrap ourselves
+        _original = current
     aiohttp.ClientSession._request = _request  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
-    """Restore what ``install`` patched."""
-    global _original
-    if _original is not None:
+    """Restore what ``install`` patched. ``_original`` is kept: a caller that took our
+    function while it was installed (vcrpy saves the method it wraps) still reaches aiohttp."""
+    if aiohttp.ClientSession.__dict__.get("_request") is _request:
         aiohttp.ClientSession._request = _original  # type: ignore[method-assign]
-        _original = None

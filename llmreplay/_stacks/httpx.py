@@ -235,12 +235,18 @@ def install() -> None:
         (httpx.Client, _sync_transport_for_url),
         (httpx.AsyncClient, _async_transport_for_url),
     ):
-        _originals[cls] = cls.__dict__["_transport_for_url"]
+        current = cls.__dict__["_transport_for_url"]
+        if current is not replacement:  # never wrap ourselves
+            _originals[cls] = current
         cls._transport_for_url = replacement  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
-    """Restore what ``install`` patched."""
+    """Restore what ``install`` patched. The originals are kept: a caller that took our
+    function while it was installed still reaches httpx."""
     for cls, original in _originals.items():
-        cls._transport_for_url = original
-    _originals.clear()
+        if cls.__dict__.get("_transport_for_url") in (
+            _sync_transport_for_url,
+            _async_transport_for_url,
+        ):
+            cls._transport_for_url = original

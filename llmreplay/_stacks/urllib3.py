@@ -233,14 +233,15 @@ def _make_request(
 def install() -> None:
     """Patch ``HTTPConnectionPool._make_request`` (HTTPS pools inherit it)."""
     global _original, _signature
-    _original = HTTPConnectionPool.__dict__["_make_request"]
-    _signature = inspect.signature(_original)
+    current = HTTPConnectionPool.__dict__["_make_request"]
+    if current is not _make_request:  # never wrap ourselves
+        _original = current
+        _signature = inspect.signature(_original)
     HTTPConnectionPool._make_request = _make_request  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
-    """Restore what ``install`` patched."""
-    global _original
-    if _original is not None:
+    """Restore what ``install`` patched. ``_original`` is kept: a caller that took our
+    function while it was installed still reaches urllib3."""
+    if HTTPConnectionPool.__dict__.get("_make_request") is _make_request:
         HTTPConnectionPool._make_request = _original  # type: ignore[method-assign]
-        _original = None

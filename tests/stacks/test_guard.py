@@ -3,6 +3,8 @@ cassette is refused before anything is sent, whichever HTTP stack or SDK sends i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.server import LoopbackServer
@@ -124,4 +126,52 @@ def test_the_plugins_cassettes_capture_every_stack(
     assert len(list(pytester.path.rglob("*.msgpack"))) == 4
     server.stop()
     pytester.runpytest().assert_outcomes(passed=4)  # replay, the server stopped
+    assert len(server.requests) == 4
+
+
+def test_vcrpy_cassettes_on_every_stack_are_left_to_vcrpy(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    # Given the guard on (this suite runs under the plugin) and vcrpy patching the stacks
+    import asyncio
+    import json
+
+    import aiohttp
+    import httpx
+    import requests
+    import urllib3
+    import vcr
+
+    from llmreplay import _patch
+    from tests.stacks.clients import body, reply_text
+
+    assert _patch.guarded()
+    url = server.url + "/chat/completions"
+
+    def calls() -> list[str]:
+        async def aio() -> object:
+            async with aiohttp.ClientSession() as s, s.post(url, json=body("aiohttp")) as r:
+                return await r.json()
+
+        data = json.dumps(body("urllib3")).encode()
+        answers = [
+            asyncio.run(aio()),
+            requests.post(url, json=body("requests")).json(),
+            httpx.post(url, json=body("httpx")).json(),
+            urllib3.request("POST", url, body=data).json(),
+        ]
+        return [reply_text(a) for a in answers]
+
+    # When vcrpy records them, then replays them with the server stopped
+    path = str(tmp_path / "vcr.yaml")
+    with vcr.use_cassette(path, match_on=["method", "path", "body"]):
+        recorded = calls()
+    assert len(server.requests) == 4
+    server.stop()
+    with vcr.use_cassette(path, record_mode="none", match_on=["method", "path", "body"]):
+        replayed = calls()
+    # Then the guard refused none of them: vcrpy, not the network, answered
+    assert (
+        replayed == recorded == [f"echo: {n}" for n in ("aiohttp", "requests", "httpx", "urllib3")]
+    )
     assert len(server.requests) == 4
