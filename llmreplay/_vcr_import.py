@@ -139,6 +139,8 @@ def load_deserializer(reference: str, base: Path | None = None) -> Deserializer:
             spec = importlib.util.spec_from_file_location(f"_llmreplay_deser_{file.stem}", file)
             if spec is None or spec.loader is None or not file.is_file():
                 raise ConfigError("deserializer", reference, source, f"{file} is not a file")
+            if str(file.parent) not in sys.path:  # its own imports of its neighbours
+                sys.path.insert(0, str(file.parent))
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
         else:
