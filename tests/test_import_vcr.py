@@ -232,3 +232,19 @@ def test_not_yaml_and_not_text_are_unknown_formats(
 def test_a_missing_input_is_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = _run(capsys, "import-vcr", str(tmp_path / "nope"), "-o", str(tmp_path))
     assert code == 2 and "no such file or folder" in err
+
+
+def test_the_fixture_project_s_own_format_with_its_own_serializer_class(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    project = Path(__file__).parent.parent / "fixtures" / "recording_project" / "tests"
+    source = project / "cassettes" / "test_chat" / "test_custom_serializer.parsed"
+    code, report, _ = _run(capsys, "import-vcr", str(source), "-o", str(tmp_path))
+    assert code == 1 and "unknown format" in report["skipped"][0]["reason"]
+    hook = f"{project / 'custom_format.py'}:ParsedSerializer"
+    code, report, _ = _run(
+        capsys, "import-vcr", str(source), "-o", str(tmp_path), "--deserializer", hook
+    )
+    assert code == 0 and report["imported"][0]["interactions"] == 1
+    (item,) = llmreplay.cassette(tmp_path / "test_custom_serializer.msgpack").interactions
+    assert json.loads(item.response.content)["choices"][0]["message"]["content"].endswith("parsed")
