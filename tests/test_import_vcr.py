@@ -154,6 +154,7 @@ def custom_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     (project / "cassettes").mkdir(parents=True)
     (project / "custom_format.py").write_text(CUSTOM_FORMAT)
     monkeypatch.chdir(project)
+    monkeypatch.setattr(sys, "path", [*sys.path])  # the hook's folder is added to it
     monkeypatch.delitem(sys.modules, "custom_format", raising=False)
     namespace: dict[str, Any] = {}
     exec(CUSTOM_FORMAT, namespace)
@@ -235,8 +236,9 @@ def test_a_missing_input_is_bad_input(capsys: pytest.CaptureFixture[str], tmp_pa
 
 
 def test_the_fixture_project_s_own_format_with_its_own_serializer_class(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sys, "path", [*sys.path])  # the hook's folder is added to it
     project = Path(__file__).parent.parent / "fixtures" / "recording_project" / "tests"
     source = project / "cassettes" / "test_chat" / "test_custom_serializer.parsed"
     code, report, _ = _run(capsys, "import-vcr", str(source), "-o", str(tmp_path))
