@@ -37,6 +37,7 @@ MEASURE = "LLMREPLAY_MIGRATE_MEASURE"
 _SKIPS = ("skip", "skipif", "xfail")
 _FORBIDDEN = r"<>?%*:|\"'/\\"  # pytest-recording's get_default_cassette_name
 _MISSES: dict[str, int] = {}
+_RESTORE: list[tuple[str, Any]] = []
 _converted: dict[str, dict[str, Any]] = {}
 
 
@@ -61,11 +62,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             node.own_markers[:] = [m for m in node.own_markers if m.name not in _SKIPS]
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    if os.environ.get(PROBE):  # the probe never runs a test body; skipped, it counts nowhere
-        pytest.skip("llmreplay migrate probe: not run")
-    return None
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Any:
+    result = yield
+    if os.environ.get(PROBE):  # set up, then skipped: no test body runs (async ones too),
+        pytest.skip("llmreplay migrate probe: not run")  # and the test counts nowhere
+    return result
 
 
 @pytest.fixture(autouse=True)
@@ -228,8 +230,18 @@ def _force_default_matching() -> None:
         _MISSES[where] = _MISSES.get(where, 0) + 1
         return original_miss(self, *args, **kwargs)
 
+    _RESTORE.extend([("__init__", original_init), ("_miss", original_miss)])
     Cassette.__init__ = init  # type: ignore[method-assign]
     Cassette._miss = miss  # type: ignore[method-assign]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Put the cassette class back (the probe may run inside a longer-lived process)."""
+    from ._cassette import Cassette
+
+    while _RESTORE:
+        name, original = _RESTORE.pop()
+        setattr(Cassette, name, original)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -30,8 +30,10 @@ import pytest
 import yaml
 
 import llmreplay
-from llmreplay import _migrate_markers
+from llmreplay import _migrate_markers, _migrate_probe
 from llmreplay._cli import main
+from llmreplay._migrate import migrate
+from llmreplay._migrate_report import render
 from llmreplay._vcr import load_vcr
 
 ROOT = Path(__file__).parent.parent
@@ -103,14 +105,25 @@ def test_the_project_passes_under_pytest_recording(project: tuple[Path, str]) ->
 
 
 def test_migrate_write_then_the_suite_passes_offline_under_llmreplay(
-    project: tuple[Path, str],
+    project: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder, url = project
     before = _tree(folder)
 
-    # The dry run: the whole report, the stale tests measured on a staging copy.
-    code, report = _migrate(folder, _env(url, recording=True))
-    assert code == 0 and report["write"] is False and _tree(folder) == before
+    # The dry run (in this process, the pytest runs in subprocesses): the whole report,
+    # the stale tests measured on a staging copy.
+    for name in [k for k in os.environ if k.startswith(("LLMREPLAY", "PYTEST_"))]:
+        monkeypatch.delenv(name)
+    for name, value in _env(url, recording=True).items():
+        monkeypatch.setenv(name, value)
+    dry = migrate(folder / "tests", cwd=folder)
+    report = json.loads(json.dumps(dry.as_dict()))
+    assert report["write"] is False and _tree(folder) == before
+    text = render(dry)
+    assert "dry run: nothing changed" in text and "would write 12 (14 interactions)" in text
+    assert "stale recordings: 2 test(s)" in text and "choose: re-record them" in text
+    assert "not measured in a dry run (cassettes in its vcr_cassette_dir)" in text
+    assert "would write llm_cassette_config into" in text and "left to you:" in text
     assert (report["tests"], report["marked"]) == (13, 12)
     assert len(report["cassettes"]) == 12 and report["interactions"] == 14
     assert report["refused"] == [] and report["errors"] == []
@@ -337,3 +350,61 @@ def test_the_matching_fixture_is_written_once_and_never_over_the_project_s(
     assert _matching(rows, tmp_path, "vcrpy")["snippet"].startswith("blocked")
     assert _matching(rows, tmp_path, "llmreplay")["snippet"] is None
     assert _matching(rows[1:], tmp_path, "vcrpy")["snippet"] is None  # nobody relies on it
+
+
+def _rows(path: Path) -> dict[str, dict[str, Any]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {row["nodeid"]: row for row in rows}
+
+
+def test_the_probe_reads_the_project_as_its_own_pytest_sees_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # In this process (so that what the subprocesses above run is also measured here).
+    shutil.copytree(PROJECT, pytester.path, dirs_exist_ok=True)
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    monkeypatch.setenv(_migrate_probe.PROBE, str(tmp_path / "probe.jsonl"))
+    monkeypatch.setenv(_migrate_probe.STAGE, str(stage))
+    monkeypatch.setenv("PROJECT_BASE_URL", DEAD_URL)
+    result = pytester.runpytest_inprocess("tests", "-p", "llmreplay._migrate_probe",
+                                          "-p", "no:randomly", "--record-mode=none")  # fmt: skip
+    outcomes = result.parseoutcomes()  # no body ran (a setup may fail: the extra cassette
+    assert "failed" not in outcomes and "passed" not in outcomes  # is not migrated yet)
+    rows = _rows(tmp_path / "probe.jsonl")
+    assert len(rows) == 13 and not any("error" in row for row in rows.values())
+    custom = rows["tests/test_chat.py::test_custom_serializer"]
+    assert custom["serializer"] == "parsed" and custom["own"]["interactions"] == 1
+    assert custom["own"]["source"].endswith("test_chat/test_custom_serializer.parsed")
+    tools = rows["tests/test_tools.py::test_create"]
+    assert tools["own_vcr_dir"] and tools["match_on"] == ["method", "path", "body"]
+    assert tools["own"]["target"].endswith("tests/cassettes/tools_recorded/test_create.msgpack")
+    several = rows["tests/test_chat.py::test_several_cassettes"]
+    assert [e["target"].rsplit("/", 2)[-2:] for e in several["extras"]] == [
+        ["test_chat", "shared.msgpack"]
+    ]
+    assert rows["tests/test_chat.py::test_skipped"]["own"]["missing"]
+    assert rows["tests/test_chat.py::test_vcrpy_decorator"]["marked"] is False
+    readers = [nodeid for nodeid, row in rows.items() if row["uses_vcr_fixture"]]
+    assert readers == ["tests/test_chat.py::test_reads_the_cassette"]
+    assert len(list(stage.glob("*.msgpack"))) == 12
+    assert not (pytester.path / "fixtures").exists()  # the probe wrote nothing in the project
+
+
+def test_the_measure_counts_misses_under_the_body_key_and_restores_the_class(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from llmreplay._cassette import Cassette
+
+    shutil.copytree(PROJECT, pytester.path, dirs_exist_ok=True)
+    monkeypatch.setenv("PROJECT_BASE_URL", DEAD_URL)
+    migrate(pytester.path / "tests", write=True, run=False, cwd=pytester.path)
+    original = Cassette.__init__
+    monkeypatch.setenv(_migrate_probe.MEASURE, str(tmp_path / "measure.jsonl"))
+    result = pytester.runpytest_inprocess("tests", "-p", "llmreplay._migrate_probe",
+                                          "-p", "no:recording", "-p", "no:randomly",
+                                          "--llm-mode=replay")  # fmt: skip
+    result.assert_outcomes(passed=10, failed=2, skipped=1)
+    rows = _rows(tmp_path / "measure.jsonl")
+    assert sorted(nodeid for nodeid, row in rows.items() if row["misses"]) == STALE
+    assert Cassette.__init__ is original  # put back at the end of the run
