@@ -143,6 +143,12 @@ def interactions_only(text: str) -> list:
     return deserialize(text)["interactions"]
 
 
+def as_vcrpy_loads(text: str) -> tuple:
+    from vcr.serialize import deserialize as vcrpy_deserialize
+
+    return vcrpy_deserialize(text, Serializer())
+
+
 def broken(text: str) -> dict:
     raise RuntimeError("cannot read " + text[:5])
 '''
@@ -183,6 +189,7 @@ def test_a_custom_format_is_unknown_not_broken_and_the_message_names_the_hook(
         "custom_format:serializer",  # a vcrpy serializer object: its deserialize is used
         "custom_format:Serializer.deserialize",
         "custom_format:interactions_only",  # the list of interactions
+        "custom_format:as_vcrpy_loads",  # vcr.serialize.deserialize's (requests, responses)
         "custom_format.py:deserialize",  # a file path
     ],
 )
@@ -220,6 +227,11 @@ def test_not_yaml_and_not_text_are_unknown_formats(
     (tmp_path / "b.yaml").write_bytes(b"\xff\xfe\x00binary")
     (tmp_path / "c.json").write_text("{not json")
     (tmp_path / "d.yaml").write_text("interactions:\n- request: {method: GET}\n  response: {}\n")
+    (tmp_path / "e.yaml").write_text("just: a mapping\n")
+    (tmp_path / "f.yaml").write_text("interactions:\n- just a string\n")
+    bad_status = yaml.safe_load(CHAT.read_text())
+    bad_status["interactions"][0]["response"]["status"] = {"code": "two hundred"}
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(bad_status))
     code, report, _ = _run(capsys, "import-vcr", str(tmp_path), "-o", str(tmp_path / "out"))
     reasons = {Path(r["path"]).name: r["reason"] for r in report["skipped"]}
     assert code == 1 and report["imported"] == []
@@ -227,6 +239,9 @@ def test_not_yaml_and_not_text_are_unknown_formats(
     assert "not UTF-8 text" in reasons["b.yaml"]
     assert "it is not JSON" in reasons["c.json"]
     assert "interaction 0 has no 'uri'" in reasons["d.yaml"]
+    assert "it has no 'interactions' list" in reasons["e.yaml"]
+    assert "interaction 0 has no 'request' and 'response'" in reasons["f.yaml"]
+    assert "interaction 0 does not read as vcrpy's" in reasons["g.yaml"]
     assert all("unknown format" in r for r in reasons.values())
 
 
