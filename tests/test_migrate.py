@@ -408,3 +408,20 @@ def test_the_measure_counts_misses_under_the_body_key_and_restores_the_class(
     rows = _rows(tmp_path / "measure.jsonl")
     assert sorted(nodeid for nodeid, row in rows.items() if row["misses"]) == STALE
     assert Cassette.__init__ is original  # put back at the end of the run
+
+
+def test_every_row_of_the_readme_s_pytest_recording_table_names_a_test_that_exists() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Coming from pytest-recording", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    defined = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
+    cited = 0
+    for row in rows[1:]:
+        cells = row.strip("|").split(" | ")
+        names = [n for n in cells[-1].split("`") if n.startswith("test_")]
+        assert names or "the same" in cells[-1], row
+        for name in names:
+            prefix = name.rstrip("…")
+            assert f"def {prefix}" in defined, f"{name} in the README names no test"
+            cited += 1
+    assert cited >= 20
