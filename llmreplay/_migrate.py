@@ -345,7 +345,8 @@ def _notes(rows: list[dict[str, Any]], modules: list[Path]) -> list[str]:
     if ignored:
         notes.append(
             f"vcrpy options the compatibility layer accepts and ignores (with a warning): "
-            f"{', '.join(ignored)}"
+            f"{', '.join(ignored)}; under filterwarnings=error, remove them from the markers "
+            "and vcr_config"
         )
     direct = [str(p) for p in modules if "use_cassette(" in p.read_text("utf-8")]
     if direct:
