@@ -134,7 +134,7 @@ def _probe(request: pytest.FixtureRequest) -> dict[str, Any]:
             destination = destination if destination.is_absolute() else base / destination
             extras.append(_cassette(source, destination, serializer, request.config))
     match_on = merged.get("match_on")
-    source = Path(directory) / f"{name}.{serializer}"
+    source = _own_source(merged, directory, name, serializer)
     return {
         "nodeid": node.nodeid,
         "marked": marked,
@@ -150,6 +150,14 @@ def _probe(request: pytest.FixtureRequest) -> dict[str, Any]:
         "own": _cassette(source, target, serializer, request.config) if marked else None,
         "extras": extras,
     }
+
+
+def _own_source(merged: dict[str, Any], directory: str, name: str, serializer: str) -> Path:
+    """Where pytest-recording keeps the test's cassette: ``<dir>/<name>.<serializer>``, or
+    what the project's own ``cassette_library_dir`` and ``path_transformer`` make of it."""
+    path = os.path.join(os.fspath(merged.get("cassette_library_dir") or directory), name)
+    transformer = merged.get("path_transformer")
+    return Path(transformer(path) if callable(transformer) else f"{path}.{serializer}")
 
 
 def _plugin(function: Any) -> bool:

@@ -357,11 +357,32 @@ def _rows(path: Path) -> dict[str, dict[str, Any]]:
     return {row["nodeid"]: row for row in rows}
 
 
+TRANSFORMED = """
+import pytest
+
+pytestmark = pytest.mark.vcr
+
+
+@pytest.fixture(scope="module")
+def vcr_config():
+    return {"path_transformer": lambda path: path + ".cassette.yml"}
+
+
+def test_x():
+    pass
+"""
+
+
 def test_the_probe_reads_the_project_as_its_own_pytest_sees_it(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # In this process (so that what the subprocesses above run is also measured here).
     shutil.copytree(PROJECT, pytester.path, dirs_exist_ok=True)
+    (pytester.path / "tests" / "test_transformed.py").write_text(TRANSFORMED)
+    cassettes = pytester.path / "tests" / "cassettes" / "test_transformed"
+    cassettes.mkdir()
+    shutil.copy(next(REALWORLD.glob("otel-contrib__test_chat_completion_with_content.yaml")),
+                cassettes / "test_x.cassette.yml")  # fmt: skip
     stage = tmp_path / "stage"
     stage.mkdir()
     monkeypatch.setenv(_migrate_probe.PROBE, str(tmp_path / "probe.jsonl"))
@@ -372,7 +393,9 @@ def test_the_probe_reads_the_project_as_its_own_pytest_sees_it(
     outcomes = result.parseoutcomes()  # no body ran (a setup may fail: the extra cassette
     assert "failed" not in outcomes and "passed" not in outcomes  # is not migrated yet)
     rows = _rows(tmp_path / "probe.jsonl")
-    assert len(rows) == 13 and not any("error" in row for row in rows.values())
+    assert len(rows) == 14 and not any("error" in row for row in rows.values())
+    transformed = rows["tests/test_transformed.py::test_x"]["own"]  # the project's own names
+    assert transformed["source"].endswith("test_x.cassette.yml") and transformed["interactions"]
     custom = rows["tests/test_chat.py::test_custom_serializer"]
     assert custom["serializer"] == "parsed" and custom["own"]["interactions"] == 1
     assert custom["own"]["source"].endswith("test_chat/test_custom_serializer.parsed")
@@ -387,7 +410,7 @@ def test_the_probe_reads_the_project_as_its_own_pytest_sees_it(
     assert rows["tests/test_chat.py::test_vcrpy_decorator"]["marked"] is False
     readers = [nodeid for nodeid, row in rows.items() if row["uses_vcr_fixture"]]
     assert readers == ["tests/test_chat.py::test_reads_the_cassette"]
-    assert len(list(stage.glob("*.msgpack"))) == 12
+    assert len(list(stage.glob("*.msgpack"))) == 13
     assert not (pytester.path / "fixtures").exists()  # the probe wrote nothing in the project
 
 
