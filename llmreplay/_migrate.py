@@ -112,10 +112,8 @@ def _unclaimed(tests_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[Path, 
         return []
     root, llm_dir = Path(first["root"]), Path(first["llm_dir"])
     found = []
-    for folder in sorted(tests_dir.rglob("cassettes")):
-        if not folder.is_dir() or llm_dir in (folder, *folder.parents):
-            continue
-        if any(_skipped(part) for part in folder.relative_to(tests_dir).parts):
+    for folder in _cassette_folders(tests_dir):
+        if llm_dir in (folder, *folder.parents):
             continue
         for path in sorted(folder.rglob("*")):
             if path.suffix not in _VCR_SUFFIXES or str(path) in claimed or not path.is_file():
@@ -133,9 +131,16 @@ def _unclaimed(tests_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[Path, 
     return found
 
 
-def _skipped(part: str) -> bool:
-    """A folder never searched: hidden, or an environment or build folder."""
-    return part.startswith(".") or part in _NOT_SEARCHED
+def _cassette_folders(tests_dir: Path) -> list[Path]:
+    """The ``cassettes`` folders below ``tests_dir``; hidden, environment and build folders
+    are not entered at all (a virtualenv inside the project is never walked)."""
+    found = []
+    for top, folders, _ in os.walk(tests_dir):
+        folders[:] = sorted(f for f in folders if not f.startswith(".") and f not in _NOT_SEARCHED)
+        if "cassettes" in folders:  # its files are all read below it: not entered again
+            found.append(Path(top) / "cassettes")
+            folders.remove("cassettes")
+    return found
 
 
 def _modules(rows: list[dict[str, Any]]) -> list[Path]:
