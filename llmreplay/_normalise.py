@@ -9,7 +9,9 @@ differ share a key; what it may wrongly merge is written beside it (and in the R
 
 - ``model_date``: a dated snapshot is its alias: ``gpt-4o-2024-08-06`` and
   ``claude-3-5-sonnet-20241022`` key as ``gpt-4o`` and ``claude-3-5-sonnet``, in the
-  top-level ``model`` field. *May merge* two snapshots of one model that answer differently.
+  top-level ``model`` field (``-YYYY-MM-DD`` and ``-YYYYMMDD`` suffixes; the older
+  four-digit ``gpt-4-0613`` form is left alone: four digits are too often something
+  else). *May merge* two snapshots of one model that answer differently.
 - ``user``: drops the per-caller ids ``user``, ``safety_identifier``, ``prompt_cache_key``
   and ``metadata`` (OpenAI's tags and Anthropic's ``metadata.user_id``). *May merge*
   requests a test sends as different users on purpose.

@@ -38,6 +38,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
     ("model_date", _chat(model="claude-3-5-sonnet-20241022"),
      _chat(model="claude-3-5-sonnet-20240620"), _chat(model="claude-3-5-haiku-20241022")),
     ("model_date", _chat(model="o1-2024-12-17"), _chat(model="o1"), _chat(model="o1-mini")),
+    ("model_date", _chat(model="gpt-4o-2024-08-06"), _chat(model="gpt-4o-2024-11-20"),
+     _chat(model="gpt-4o-mini-2024-07-18")),
     ("user", _chat(user="alice", metadata={"trace": "1"}, safety_identifier="h1"),
      _chat(user="bob", prompt_cache_key="k"), _chat("other prompt", user="alice")),
     ("seed", _chat(seed=1), _chat(seed=2), _chat(seed=1, temperature=0.2)),
@@ -63,6 +65,10 @@ def test_each_normaliser_matches_what_varies_and_nothing_else(
     assert _key(body) != _key(same)  # without it, a miss
     assert _key(body, name) == _key(same, name)
     assert _key(body, name) != _key(other, name)
+
+
+def test_four_digits_are_not_taken_for_a_date() -> None:
+    assert _key(_chat(model="gpt-4-0613"), "model_date") != _key(_chat(model="gpt-4"), "model_date")
 
 
 def test_every_named_normaliser_has_cases() -> None:
