@@ -92,9 +92,9 @@ def route(url: str, *, network: bool = True) -> Cassette | None:
     transport never reaches the network (``network=False``: a mock) is not refused, nor one
     that a cassette is already sending upstream through another stack (``forwarding``).
     """
-    if forwarding():  # already captured: this is that request's own upstream send
-        return None
     if _passthrough and url.startswith(_passthrough):
+        return None
+    if forwarding():  # already captured: this is that request's own upstream send
         return None
     cassette = current()
     if cassette is None and network and _guards:
