@@ -17,6 +17,7 @@ raise ``RequestRefused`` instead) are not stored; ``record_errors=True`` stores 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import importlib
 import os
 import sys
@@ -145,6 +146,22 @@ def _split_matchers(
     return (names or ("method",)), functions
 
 
+# Match parts decided by the method, the URL and the body (with the headers that say how to
+# decode it) alone: a key made of these is a function of those raw bytes.
+_RAW_PARTS = frozenset({"method", "scheme", "host", "port", "path", "query", "body", "uri"})
+_MAX_RAW_KEYS = 100_000  # live requests remembered beyond the recordings
+
+
+def _raw_digest(method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes) -> bytes:
+    digest = hashlib.sha256(f"{method}\n{url}\n".encode())
+    for name, value in headers:
+        if name.lower() in ("content-type", "content-encoding"):
+            digest.update(f"{name.lower()}: {value}\n".encode())
+    digest.update(b"\n")
+    digest.update(body)
+    return digest.digest()
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -219,6 +236,9 @@ class Cassette:
         if ignore_localhost:
             self._ignore_hosts |= {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
         self._origin: dict[int, int] = {}  # id(item) -> its index among its key's, on file
+        # raw request digest -> key; only for keys made of method, URL parts and body
+        self._raw_keys: dict[bytes, str] | None = None
+        self._raw_keys_apply = not self._matchers and set(self._spec.match_on) <= _RAW_PARTS
         self._lock = threading.RLock()
         self._by_key: dict[str, list[_format.Interaction]] = {}
         self._cursor: dict[str, int] = {}
@@ -527,9 +547,32 @@ class Cassette:
     def _ignored(self, host: str) -> bool:
         return bool(self._ignore_hosts) and host.lower() in self._ignore_hosts
 
+    def _key(self, view: RequestView) -> str:
+        """The request's key. Fast path: when the key depends only on the method, URL and
+        body (and the content headers that decode it), a digest of those raw bytes finds
+        the key of a recording sent with the very same bytes, or of an earlier identical
+        request, without parsing the JSON body again. Same bytes, same canonical form."""
+        if not self._raw_keys_apply:
+            return self._spec.key(view)
+        digest = _raw_digest(view.method, view.url, view.headers, view.body)
+        with self._lock:
+            if self._raw_keys is None:
+                self._raw_keys = {
+                    _raw_digest(r.method, r.url, r.headers, r.body): item.key
+                    for item in self._loaded
+                    for r in (item.request,)
+                }
+            key = self._raw_keys.get(digest)
+        if key is None:
+            key = self._spec.key(view)
+            with self._lock:
+                if len(self._raw_keys) < _MAX_RAW_KEYS:
+                    self._raw_keys[digest] = key
+        return key
+
     def _plan(self, request: httpx2.Request) -> Plan:
         view = _view(request)
-        key = self._spec.key(view)
+        key = self._key(view)
         if self._ignored(request.url.host):  # ignore_hosts: neither recorded nor replayed
             return Plan(upstream=Upstream(key, store=False))
         fault = self.faults.take(request) if self.faults is not None else None

@@ -216,3 +216,41 @@ async def test_binary_and_gzip_bodies_stay_raw_bytes(tmp_path: Path, sync: bool)
         await close(client)
     bodies = [i["response"]["body"] for i in _stored(path)]
     assert bodies == [bytes(range(256)), payload]
+
+
+def test_identical_bytes_skip_the_json_canonicalisation_and_still_match_like_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmreplay._match import KeySpec
+
+    path = tmp_path / "c.msgpack"
+    upstream = Upstream()
+    recorder = llmreplay.cassette(path, mode="record")
+    with httpx2.Client(transport=recorder.transport(httpx2.MockTransport(upstream))) as client:
+        client.post(URL, content=b'{"model": "m", "input": "a"}')
+        client.post(URL, content=b'{"model": "m", "input": "b"}')
+    recorder.save()
+
+    made: list[str] = []
+    original = KeySpec.key
+
+    def counted(self: KeySpec, request: Any) -> str:
+        made.append(request.url)
+        return original(self, request)
+
+    monkeypatch.setattr(KeySpec, "key", counted)
+    replay = llmreplay.cassette(path)
+    with httpx2.Client(transport=replay.transport()) as client:
+        same = client.post(URL, content=b'{"model": "m", "input": "a"}').json()
+        reordered = client.post(URL, content=b'{"input":"b","model":"m"}').json()
+    assert (same, reordered) == ({"n": 1}, {"n": 2})
+    assert len(made) == 1  # only the re-ordered body was made canonical
+    # Headers in the key: no shortcut, every request is made canonical.
+    made.clear()
+    headers = llmreplay.cassette(path, match_on=["method", "path", "body", "headers"])
+    with (
+        httpx2.Client(transport=headers.transport()) as client,
+        pytest.raises(llmreplay.CassetteMiss),  # the stored requests had no x-a header
+    ):
+        client.post(URL, content=b'{"model": "m", "input": "a"}', headers={"x-a": "1"})
+    assert len(made) >= 1 and not headers._raw_keys_apply
