@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
 MARKER = (
     "llmreplay(mode=None, cassette=None, match_on=None, ignore=(), allow_repeats=False, "
-    "faults=None, realtime=False, record_errors=False): this test's cassette (the marker "
-    "alone turns it on)"
+    "faults=None, realtime=False, record_errors=False, normalise=()): this test's cassette "
+    "(the marker alone turns it on)"
 )
 _MAX_NAME = 120
 _SETTINGS = pytest.StashKey[dict[str, Any]]()
