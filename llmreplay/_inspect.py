@@ -29,6 +29,7 @@ from ._format import (
     parse_json,
 )
 from ._match import url_path
+from ._scrub import KEY_SHAPES
 from ._storage import TMP_DIR, FileStorage
 
 # Bodies larger than this (decoded) are summarised, not shown: a readable copy stays
@@ -45,6 +46,11 @@ SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (
         "an OpenAI API key",
         re.compile(_START + r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+    ),
+    (
+        "a provider key (Google, AWS, GitHub, Groq, xAI, Hugging Face, Replicate, "
+        "Perplexity, Stripe, Slack) or a JWT",
+        re.compile(_START + r"(?:" + KEY_SHAPES.pattern.split("(?:", 1)[1]),
     ),
     ("a bearer token", re.compile(r"(?i)bearer\s+(?!<redacted>)[A-Za-z0-9._~+/=-]{16,}")),
     (

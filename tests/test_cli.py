@@ -390,3 +390,33 @@ def test_verify_fails_on_what_show_cannot_read(
     code, out, _ = _run(capsys, "verify", str(tmp_path), "--json")
     (problem,) = json.loads(out)["problems"]
     assert code == 1 and "not a valid URL" in problem["problem"]
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "AKIA" + "IOSFODNN7TESTONLY",
+        fake_key("ghp_", "TESTONLY0123456789abcdefghijklmn"),
+        fake_key("AIzaSy", "TESTONLY0123456789abcdefghijklmn"),
+        fake_key("gsk_"),
+        fake_key("xai-"),
+        fake_key("hf_", "TESTONLY0123456789abcdefghijklmn"),
+        fake_key("r8_"),
+        fake_key("pplx-"),
+    ],
+    ids=["aws", "github", "google", "groq", "xai", "huggingface", "replicate", "perplexity"],
+)
+def test_verify_flags_every_provider_key_shape_the_scrubber_knows(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, secret: str
+) -> None:
+    item = Interaction(
+        "k" * 64,
+        RecordedRequest(
+            "POST", "https://x/v1/chat/completions", [], b'{"p": "x %s y"}' % secret.encode()
+        ),
+        RecordedResponse(200, [], body=b"{}"),
+    )
+    path = tmp_path / "c.msgpack"
+    path.write_bytes(encode([item], {}))
+    code, out, _ = _run(capsys, "verify", str(path))
+    assert code == 1 and "provider key" in out and secret not in out
