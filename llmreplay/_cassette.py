@@ -73,13 +73,17 @@ _KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 @dataclass
 class Stats:
     """What a cassette did: ``played`` from the cassette, ``recorded`` and ``live`` upstream
-    calls, ``faults`` injected, and ``unused`` recordings not played (yet)."""
+    calls, ``faults`` injected, ``unused`` recordings not played (yet), ``missed`` requests
+    that raised ``CassetteMiss`` (even if the code under test caught it), and ``dropped``
+    upstream error answers not stored (see ``record_errors``)."""
 
     played: int = 0
     recorded: int = 0
     live: int = 0
     faults: int = 0
     unused: int = 0
+    missed: int = 0
+    dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +195,7 @@ class Cassette:
         self,
         path: str | os.PathLike[str],
         *,
-        mode: Mode | str = Mode.REPLAY,
+        mode: Mode | str | None = None,
         match_on: Iterable[str | Matcher] | None = None,
         ignore: Iterable[str] = (),
         normalise: Iterable[str] = (),
@@ -205,7 +209,7 @@ class Cassette:
         storage: Storage | None = None,
         record_errors: bool = False,
         rewrite: bool = False,
-        mode_source: str = "cassette(mode=...)",
+        mode_source: str | None = None,
         extra: Iterable[str | os.PathLike[str]] = (),
         ignore_hosts: Iterable[str] = (),
         ignore_localhost: bool = False,
@@ -214,7 +218,9 @@ class Cassette:
         self._arguments = {k: v for k, v in locals().items() if k not in ("self", "path")}
         self.path = Path(path)
         self._storage: Storage = storage or FileStorage()
-        self.requested_mode = Mode.parse(mode, source=mode_source)
+        if mode_source is None:
+            mode_source = "the default" if mode is None else "cassette(mode=...)"
+        self.requested_mode = Mode.parse(Mode.REPLAY if mode is None else mode, source=mode_source)
         self.mode_source = mode_source
         # once: replay when there is something to replay (the file, or an extra cassette).
         self.mode = self.requested_mode.resolve(
@@ -301,6 +307,9 @@ class Cassette:
             pending = list(self._pending)
         if not pending:
             return
+        self._write(pending)
+
+    def _write(self, pending: list[_format.Interaction]) -> None:
         with self._storage.lock(self.path):
             items = self._read()
             if self.mode is Mode.RECORD:
@@ -320,6 +329,16 @@ class Cassette:
             del self._pending[: len(pending)]
             if not self._pending:
                 _unsaved.discard(self)
+
+    def _rewrite_if_nothing_recorded(self) -> None:
+        """``record`` with ``rewrite``: a run that recorded nothing still replaces what the
+        file held from before (a test that no longer calls anything leaves no stale
+        recordings behind)."""
+        if self.mode is Mode.RECORD and self.rewrite and not self.writes:
+            with self._lock:
+                nothing = not self._pending and not self._recorded
+            if nothing and self._storage.load(self.path) is not None:
+                self._write([])
 
     def close(self) -> None:
         """Save; for symmetry with the context manager when used without ``with``."""
@@ -341,6 +360,7 @@ class Cassette:
             _patch.deactivate(self)
         finally:
             self.save()
+            self._rewrite_if_nothing_recorded()
 
     def __call__(self, function: _F) -> _F:
         """Use the cassette as a decorator (vcrpy's ``@vcr.use_cassette`` form): each call
@@ -393,7 +413,7 @@ class Cassette:
 
     def httpx_transport(self, upstream: Any = None) -> HttpxTransport:
         """A legacy ``httpx`` transport (sync and async) through this cassette, no patching:
-        ``httpx.Client(transport=cas.httpx_transport())`` (needs ``llmreplay[httpx]``).
+        ``httpx.Client(transport=cas.httpx_transport())`` (needs ``pytest-llmreplay[httpx]``).
         ``upstream`` is an httpx transport; by default a plain ``httpx.HTTPTransport``."""
         from ._stacks.httpx import HttpxTransport
 
@@ -444,7 +464,7 @@ class Cassette:
                 for key, items in self._by_key.items()
             )
             s = self._stats
-            return Stats(s.played, s.recorded, s.live, s.faults, unused)
+            return Stats(s.played, s.recorded, s.live, s.faults, unused, s.missed, s.dropped)
 
     @property
     def interactions(self) -> list[_format.Interaction]:
@@ -587,6 +607,8 @@ class Cassette:
                 faulted.response.extensions = {"llmreplay": self._source("fault", key, fault)}
             return Plan(response=faulted.response, delay=faulted.delay, error=faulted.error)
         if isinstance(action, Miss):
+            with self._lock:
+                self._stats.missed += 1
             raise sdk_transparent(self._miss(view, key, action.reason))
         wrap = self._marking(faulted, fault)
         if isinstance(action, Replay):
@@ -664,7 +686,9 @@ class Cassette:
         secrets = self._scrubber.secrets(view.headers, view.url)
         return CassetteMiss(
             path=str(self.path),
-            mode=self.mode.value,
+            mode=self.mode.value
+            if self.requested_mode is self.mode
+            else f"{self.requested_mode.value}, replaying",
             mode_source=self.mode_source,
             method=view.method,
             url=redact_message(path, secrets),
@@ -713,6 +737,8 @@ class Cassette:
             )
         if store and not self.record_errors and status in RETRYABLE_STATUSES:
             store = False  # the retry's answer is the one to keep
+            with self._lock:
+                self._stats.dropped += 1
         if not store:
             with self._lock:
                 self._stats.live += 1
@@ -735,6 +761,7 @@ class Cassette:
             if ended == "upstream" and not self.record_errors:
                 with self._lock:  # a transport error: not an answer to replay
                     self._stats.live += 1
+                    self._stats.dropped += 1
                 return
             streamed = ended is not None or response.headers.get("content-type", "").startswith(
                 "text/event-stream"
@@ -783,7 +810,7 @@ class Cassette:
 
 
 def cassette(
-    path: str | os.PathLike[str], mode: Mode | str = Mode.REPLAY, **options: Any
+    path: str | os.PathLike[str], mode: Mode | str | None = None, **options: Any
 ) -> Cassette:
     """Open the cassette at ``path``: use it as a context manager to capture every httpx2
     client, or wire it explicitly with ``.transport()`` / ``.openai_client()``.

@@ -82,6 +82,11 @@ class CassetteMiss(LLMReplayError):
             if diff:
                 lines.append("  difference (- recorded, + this request):")
                 lines.extend("    " + line for line in diff.splitlines())
+        if reason == "the cassette file does not exist yet":
+            lines.append(
+                "  (a recording run does not store error answers such as 429 or 5xx, nor "
+                "streams upstream cut: record_errors=True keeps them)"
+            )
         lines.append(
             "To record it, run with mode='record' or mode='auto' "
             "(pytest: --llm-mode=record, or LLMREPLAY_MODE=auto to record only what is missing)."

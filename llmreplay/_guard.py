@@ -75,6 +75,7 @@ LLM_HOSTS = frozenset(
 LLM_PATH = re.compile(
     r"""(
         /chat/completions$ | /completions$ | /responses(/[^/]+)?$ | /messages$
+      | /v1/models(/[^/]+)?$
       | /messages/count_tokens$ | /embeddings$ | /complete$ | /moderations$
       | /audio/(speech|transcriptions|translations)$ | /images/(generations|edits)$
       | /api/(chat|generate|embed|embeddings)$ | /v2/(chat|embed|rerank)$ | /rerank$

@@ -64,7 +64,9 @@ def _uvicorn() -> Any:
     try:
         import uvicorn
     except ImportError:
-        raise ImportError("llmreplay serve needs uvicorn: pip install 'llmreplay[serve]'") from None
+        raise ImportError(
+            "llmreplay serve needs uvicorn: pip install 'pytest-llmreplay[serve]'"
+        ) from None
     return uvicorn
 
 

@@ -51,7 +51,7 @@ def _require_tiktoken() -> Any:
         import tiktoken
     except ImportError:
         raise ImportError(
-            "count_tokens needs tiktoken and bpe-openai: pip install 'llmreplay[tokens]'"
+            "count_tokens needs tiktoken and bpe-openai: pip install 'pytest-llmreplay[tokens]'"
         ) from None
     return tiktoken
 
@@ -85,7 +85,8 @@ def _seed(name: str) -> None:
         data = gzip.decompress((folder / "data" / f"{name}.tiktoken.gz").read_bytes())
     except FileNotFoundError:
         raise ImportError(
-            f"count_tokens needs the {name} file from bpe-openai: pip install 'llmreplay[tokens]'"
+            f"count_tokens needs the {name} file from bpe-openai: "
+            "pip install 'pytest-llmreplay[tokens]'"
         ) from None
     if hashlib.sha256(data).hexdigest() != expected:
         raise ImportError(f"bpe-openai's {name} does not have the sha256 tiktoken expects")

@@ -47,7 +47,19 @@ _USED = pytest.StashKey[dict[str, dict[str, set[tuple[str, int]]]]]()
 _PASSED = pytest.StashKey[bool]()
 PLAYED_DIR = ".llmreplay"  # beside the cassettes, with a .gitignore that ignores it all
 PLAYED_FILE = "played.json"  # what `llmreplay prune` keeps
-_COUNTS = ("played", "recorded", "live", "faults", "unused", "tokens", "written", "refused")
+_COUNTS = (
+    "played",
+    "recorded",
+    "live",
+    "faults",
+    "unused",
+    "tokens",
+    "written",
+    "refused",
+    "missed",
+    "dropped",
+)
+_SWALLOWED = pytest.StashKey[list[str]]()
 _ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 _BOOL_OPTIONS = ("allow_repeats", "realtime", "record_errors", "ignore_localhost")
 _NAMES_OPTIONS = (
@@ -202,6 +214,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SETTINGS] = settings
     config.stash[_TOTALS] = dict.fromkeys(_COUNTS, 0)
     config.stash[_USED] = {}
+    config.stash[_SWALLOWED] = []
+    if mode.value != "live":
+        # SDK clients made at import time (a module-level client) start without a key too;
+        # the placeholder is never sent upstream (recording without a key is refused).
+        from ._cassette import PLACEHOLDER_KEY
+
+        settings["placeholders"] = [
+            name for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY") if not os.environ.get(name)
+        ]
+        for name in settings["placeholders"]:
+            os.environ[name] = PLACEHOLDER_KEY
     sealed = mode.value != "live" and bool(config.getini("llm_guard"))
     if sealed or _patch.guarded():  # a live run inside a sealed one must unseal
         guard = Guard(
@@ -242,6 +265,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     if settings.get("pushed") is not None:
         _patch.pop_guard(settings["pushed"])
+    from ._cassette import PLACEHOLDER_KEY
+
+    for name in settings.get("placeholders", []):
+        if os.environ.get(name) == PLACEHOLDER_KEY:
+            del os.environ[name]
     if settings["block"] is not None:
         settings["block"].uninstall()
 
@@ -542,8 +570,10 @@ def _account(config: pytest.Config, cassette: Cassette, directory: Path, *, pass
             cassette.used()
         )
     stats, totals = cassette.stats, config.stash[_TOTALS]
-    for name in ("played", "recorded", "live", "faults", "unused"):
+    for name in ("played", "recorded", "live", "faults", "unused", "missed", "dropped"):
         totals[name] += getattr(stats, name)
+    if passed and stats.missed:  # a miss the code under test caught: not silent here
+        config.stash[_SWALLOWED].append(f"{cassette.path} ({stats.missed})")
     totals["tokens"] += sum(tokens(item) for item in cassette.played)
     totals["written"] += 1 if cassette.writes else 0
 
@@ -603,7 +633,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     }
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # a pytest-xdist worker: hand everything to the controller
-        workeroutput["llmreplay"] = json.dumps({"totals": config.stash[_TOTALS], "used": used})
+        workeroutput["llmreplay"] = json.dumps(
+            {"totals": config.stash[_TOTALS], "used": used, "swallowed": config.stash[_SWALLOWED]}
+        )
         return
     for base, names in used.items():
         write_played(Path(base), names)
@@ -616,6 +648,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     totals = config.stash[_TOTALS]
     for name, value in sent.get("totals", {}).items():
         totals[name] = totals.get(name, 0) + value
+    config.stash[_SWALLOWED].extend(sent.get("swallowed", []))
     for base, names in sent.get("used", {}).items():
         for name, pairs in names.items():
             config.stash[_USED].setdefault(base, {}).setdefault(name, set()).update(
@@ -636,6 +669,19 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(
             f"{totals['refused']} LLM call(s) refused outside every cassette "
             "(give those tests a cassette: llm_cassette fixture or @pytest.mark.llmreplay)"
+        )
+    swallowed = config.stash[_SWALLOWED]
+    if totals["missed"]:
+        caught = f"; {len(swallowed)} passing test(s) caught it themselves:" if swallowed else ""
+        terminalreporter.write_line(
+            f"{totals['missed']} request(s) missed their cassette (CassetteMiss){caught}"
+        )
+        for where in swallowed[:20]:
+            terminalreporter.write_line(f"  {where}")
+    if totals["dropped"]:
+        terminalreporter.write_line(
+            f"{totals['dropped']} upstream error answer(s) (429, 5xx, cut streams) not stored: "
+            "the retry's answer is; record_errors=True keeps them"
         )
     if totals["unused"]:
         terminalreporter.write_line(

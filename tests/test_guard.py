@@ -25,6 +25,7 @@ LLM_CALLS = [
     "http://gateway.internal/v1/responses",
     "http://gateway.internal/v1/embeddings",
     "http://gateway.internal/v1/messages",
+    "http://127.0.0.1:8000/v1/models",  # an OpenAI-compatible server's model list
 ]
 OTHER_TRAFFIC = [
     "https://example.com/search?q=x",

@@ -473,7 +473,7 @@ def test_the_cli_refuses_a_non_loopback_host_before_binding(
     with monkeypatch.context() as missing:
         missing.setitem(sys.modules, "uvicorn", None)  # as if not installed
         assert main(["serve", "--dir", str(tmp_path)]) == 2
-    assert "pip install 'llmreplay[serve]'" in capsys.readouterr().err
+    assert "pip install 'pytest-llmreplay[serve]'" in capsys.readouterr().err
     monkeypatch.setenv("LLMREPLAY_MODE", "nope")
     assert main(["serve", "--cassette", str(tmp_path / "c.msgpack")]) == 2
     assert "from the LLMREPLAY_MODE environment variable" in capsys.readouterr().err

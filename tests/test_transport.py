@@ -76,7 +76,7 @@ async def test_record_then_replay_in_recorded_order(tmp_path: Path, sync: bool) 
     with pytest.raises(llmreplay.CassetteMiss, match="already played") as info:
         await _post(client, {"q": 1})
     assert info.value.reason.startswith("all 2 recorded response(s)")
-    assert replay.stats == llmreplay.Stats(played=3)
+    assert replay.stats == llmreplay.Stats(played=3, missed=1)  # the exhausted one
     await close(client)
 
 

@@ -71,7 +71,9 @@ class LLMCall:
         try:
             import jinja2
         except ImportError:
-            raise ImportError("LLMCall needs Jinja2: pip install 'llmreplay[client]'") from None
+            raise ImportError(
+                "LLMCall needs Jinja2: pip install 'pytest-llmreplay[client]'"
+            ) from None
         return jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(self._folder())),
             undefined=jinja2.StrictUndefined,
@@ -84,7 +86,7 @@ class LLMCall:
             import pystache
         except ImportError:
             raise ImportError(
-                "mustache templates need pystache: pip install 'llmreplay[client]'"
+                "mustache templates need pystache: pip install 'pytest-llmreplay[client]'"
             ) from None
         folder = self._folder()
         renderer = pystache.Renderer(search_dirs=[str(folder)], file_extension="mustache")
