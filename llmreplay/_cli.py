@@ -253,6 +253,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         + f": {p['problem']}\n"
         for p in problems
     )
+    if not checked:  # a typo'd or empty folder must not pass CI as "no problems"
+        problems.append({"path": str(args.dir), "problem": "no cassette found here"})
+        text += f"{args.dir}: no cassette found here\n"
     summary = f"verified {checked} cassette(s), format version {FORMAT_VERSION}: "
     summary += f"{len(problems)} problem(s)\n" if problems else "no problems\n"
     _out(args, {"cassettes": checked, "problems": problems}, text + summary)

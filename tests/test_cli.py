@@ -420,3 +420,10 @@ def test_verify_flags_every_provider_key_shape_the_scrubber_knows(
     path.write_bytes(encode([item], {}))
     code, out, _ = _run(capsys, "verify", str(path))
     assert code == 1 and "provider key" in out and secret not in out
+
+
+def test_verify_finds_nothing_to_verify_in_an_empty_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = _run(capsys, "verify", str(tmp_path))
+    assert code == 1 and "no cassette found here" in out and "no problems" not in out
