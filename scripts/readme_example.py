@@ -33,7 +33,7 @@ def run(folder: Path, *args: str, env: dict[str, str]) -> str:
         capture_output=True,
         text=True,
     )
-    print(done.stdout[-2000:], done.stderr[-2000:], sep="\n")
+    sys.stdout.write(f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}\n")
     if done.returncode != 0:
         raise SystemExit(f"readme example: pytest {' '.join(args)} exited {done.returncode}")
     return done.stdout
@@ -53,7 +53,7 @@ def main() -> None:
         replayed = run(folder, env={**env, "OPENAI_BASE_URL": server.url})
         assert "2 passed" in replayed and "2 replayed" in replayed, replayed
         assert seen == 2 and len(server.requests) == 2, server.requests
-    print("readme example: recorded 2, replayed 2 offline")
+    sys.stdout.write("readme example: recorded 2, replayed 2 offline\n")
 
 
 if __name__ == "__main__":
