@@ -35,25 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import llmreplay  # noqa: E402
-from benchmarks.stacks import bench_stacks, report_stacks  # noqa: E402
+from benchmarks.stacks import CANNED, bench_stacks, report_stacks  # noqa: E402
 from tests.server import start_server  # noqa: E402
-
-CANNED = json.dumps(
-    {
-        "id": "chatcmpl-bench",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": "gpt-4o-mini",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "a benchmark reply"},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
-    }
-).encode()
 
 
 def canned(request: httpx2.Request) -> httpx2.Response:
