@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import gzip
 import importlib
 import json
@@ -138,6 +139,7 @@ BeforeRecord = Callable[[Interaction], Interaction | None]
 _S = TypeVar("_S", str, bytes)
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of a header name, asked per header
 def is_credential_header(name: str) -> bool:
     """Whether a request header named ``name`` carries a credential (default rules only)."""
     name = name.lower()
@@ -154,9 +156,12 @@ def _cookie_values(header: str) -> list[str]:
     return values
 
 
-def _variants(secret: str) -> set[str]:
+@functools.lru_cache(maxsize=1024)  # the same few credentials, request after request
+def _variants(secret: str) -> frozenset[str]:
     """The forms a secret takes in a URL, a form or a JSON string."""
-    return {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
+    return frozenset(
+        {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
+    )
 
 
 # A filter entry: a name, or vcrpy's (name, replacement) pair (None: drop the value).
@@ -203,6 +208,7 @@ class Scrubber:
         post, _, self._post_values = _filters(filter_post_data)
         self.post_data = frozenset(post)
         self.before_record = before_record
+        self._credential_names: dict[str, bool] = {}  # header name -> is_credential
 
     def _filtered(self, name: str) -> bool:
         lowered = name.lower()
@@ -210,7 +216,12 @@ class Scrubber:
 
     def is_credential(self, name: str) -> bool:
         """Whether the request header ``name`` is dropped (defaults and ``filter_headers``)."""
-        return self._filtered(name) or is_credential_header(name)
+        known = self._credential_names.get(name)
+        if known is None:
+            known = self._credential_names[name] = self._filtered(name) or is_credential_header(
+                name
+            )
+        return known
 
     def _dropped_from_request(self, name: str) -> bool:
         lowered = name.lower()
