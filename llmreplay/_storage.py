@@ -177,7 +177,11 @@ class FileStorage:
         except FileNotFoundError:
             return None
         except IsADirectoryError:
-            raise CassetteError(path, "it is a directory, not a cassette file") from None
+            raise CassetteError(
+                path,
+                "it is a directory, not a cassette file",
+                hint="Name a cassette file (llmreplay ls DIR lists the ones in a folder).",
+            ) from None
         except OSError as exc:
             raise CassetteError(path, f"it cannot be read ({exc.strerror})") from None
 

@@ -427,3 +427,13 @@ def test_verify_finds_nothing_to_verify_in_an_empty_folder(
 ) -> None:
     code, out, _ = _run(capsys, "verify", str(tmp_path))
     assert code == 1 and "no cassette found here" in out and "no problems" not in out
+
+
+def test_diff_of_two_folders_says_to_name_files_not_to_delete_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    code, _, err = _run(capsys, "diff", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert code == 2 and "it is a directory" in err and "llmreplay ls DIR" in err
+    assert "delete" not in err
