@@ -449,7 +449,12 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     p = command("ls", cmd_ls, "list cassettes: interactions, endpoints, models, size, age", True)
-    p.add_argument("dir", nargs="?", default="fixtures/cassettes")
+    p.add_argument(
+        "dir",
+        nargs="?",
+        default=None,
+        help="default: the project's cassette folder (ini llm_cassette_dir, as the plugin)",
+    )
     p = command("show", cmd_show, "print interactions as readable JSON (bodies decoded)")
     p.add_argument("cassette")
     p.add_argument("--key", help="only interactions whose key starts with this")
@@ -459,7 +464,12 @@ def _parser() -> argparse.ArgumentParser:
     p = command(
         "verify", cmd_verify, "check every cassette loads and holds no credentials (for CI)", True
     )
-    p.add_argument("dir", nargs="?", default="fixtures/cassettes")
+    p.add_argument(
+        "dir",
+        nargs="?",
+        default=None,
+        help="default: the project's cassette folder (ini llm_cassette_dir, as the plugin)",
+    )
     p = command(
         "import-vcr", cmd_import_vcr, "convert vcrpy cassettes (YAML/JSON) to llmreplay", True
     )
@@ -511,7 +521,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "yaml"), default="json")
     p.add_argument("-o", "--output", metavar="FILE")
     p = command("prune", cmd_prune, "remove interactions the last test run did not play", True)
-    p.add_argument("dir", nargs="?", default="fixtures/cassettes")
+    p.add_argument(
+        "dir",
+        nargs="?",
+        default=None,
+        help="default: the project's cassette folder (ini llm_cassette_dir, as the plugin)",
+    )
     p.add_argument("--dry-run", action="store_true", help="say what would go, change nothing")
     p = command(
         "merge",
@@ -541,9 +556,58 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_INI_FILES = (
+    ("pytest.ini", "pytest"),
+    ("pyproject.toml", None),
+    ("tox.ini", "pytest"),
+    ("setup.cfg", "tool:pytest"),
+)
+_ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
+
+
+def project_cassette_dir(start: Path) -> Path:
+    """The cassette folder the pytest plugin uses for a project containing ``start``: the
+    ini file's ``llm_cassette_dir`` (default ``fixtures/cassettes``) under the ini file's
+    folder, else under the nearest folder with pyproject.toml, setup.py, setup.cfg or .git
+    (the plugin's own rule), so the command works from any subdirectory."""
+    import configparser
+    import tomllib
+
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        for name, section in _INI_FILES:
+            path = folder / name
+            if not path.is_file():
+                continue
+            setting: Any = None
+            try:
+                if section is None:
+                    pytest_table = tomllib.loads(path.read_text(encoding="utf-8"))
+                    pytest_table = pytest_table.get("tool", {}).get("pytest")
+                    if pytest_table is None:
+                        continue
+                    options = pytest_table.get("ini_options", pytest_table)
+                    setting = options.get("llm_cassette_dir")
+                else:
+                    parser = configparser.ConfigParser()
+                    parser.read(path, encoding="utf-8")
+                    if not parser.has_section(section):
+                        continue
+                    setting = parser.get(section, "llm_cassette_dir", fallback=None)
+            except (OSError, ValueError, configparser.Error):
+                continue
+            return folder / (setting or "fixtures/cassettes")
+    for folder in (start, *start.parents):
+        if any((folder / marker).exists() for marker in _ROOT_MARKERS):
+            return folder / "fixtures" / "cassettes"
+    return start / "fixtures" / "cassettes"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 fine, 1 a finding, 2 bad input)."""
     args = _parser().parse_args(argv)
+    if getattr(args, "dir", "") is None:
+        args.dir = str(project_cassette_dir(Path.cwd()))
     try:
         code: int = args.func(args)
     except LLMReplayError as exc:

@@ -437,3 +437,25 @@ def test_diff_of_two_folders_says_to_name_files_not_to_delete_them(
     code, _, err = _run(capsys, "diff", str(tmp_path / "a"), str(tmp_path / "b"))
     assert code == 2 and "it is a directory" in err and "llmreplay ls DIR" in err
     assert "delete" not in err
+
+
+def test_the_default_folder_is_the_projects_wherever_the_command_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / "src" / "deep").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\nllm_cassette_dir = "tests/cassettes"\n'
+    )
+    shutil.copytree(EXAMPLES, project / "tests" / "cassettes")
+    monkeypatch.chdir(project / "src" / "deep")
+    code, out, _ = _run(capsys, "verify")
+    assert code == 0 and "7 cassette(s)" in out
+    # Without an ini file: the nearest project marker, as the plugin does.
+    other = tmp_path / "other"
+    (other / "a").mkdir(parents=True)
+    (other / ".git").mkdir()
+    shutil.copytree(EXAMPLES, other / "fixtures" / "cassettes")
+    monkeypatch.chdir(other / "a")
+    code, out, _ = _run(capsys, "ls")
+    assert code == 0 and "test_app" in out
