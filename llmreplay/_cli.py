@@ -606,7 +606,7 @@ def project_cassette_dir(start: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 fine, 1 a finding, 2 bad input)."""
     args = _parser().parse_args(argv)
-    if getattr(args, "dir", "") is None:
+    if args.func in (cmd_ls, cmd_verify, cmd_prune) and args.dir is None:
         args.dir = str(project_cassette_dir(Path.cwd()))
     try:
         code: int = args.func(args)
