@@ -18,5 +18,7 @@ def test_quickstart_has_two_commands_and_ci_runs_the_test_one() -> None:
     main_job, tests = _quickstart_commands()
     assert main_job.endswith("pytest examples")
     ci = (ROOT / ".ci" / "run").read_text()
-    assert tests in ci.splitlines()
+    # Verbatim, and a failure anywhere in it fails CI (set -e alone ignores && lists).
+    (line,) = [line for line in ci.splitlines() if line.startswith(tests)]
+    assert line[len(tests) :].startswith(" || {") and "exit 1" in line
     assert re.search(r"pytest examples", ci)
