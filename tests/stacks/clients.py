@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-KEY = "sk-stack-secret-0123456789abcdef"
+from tests.helpers import fake_key
+
+KEY = fake_key("sk-", "stack-secret-0123456789abcdef")
 MODEL = "gpt-4o-mini"
 VARIANTS = ("sync", "async", "stream", "astream")
 

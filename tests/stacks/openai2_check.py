@@ -15,9 +15,10 @@ import pytest
 
 import llmreplay
 from llmreplay.faults import PASS, RateLimit, sequence
+from tests.helpers import fake_key
 from tests.server import LoopbackServer
 
-KEY = "sk-openai2-secret-0123456789"
+KEY = fake_key("sk-", "openai2-secret-0123456789")
 
 
 def ask(base_url: str, prompt: str, variant: str) -> str:
