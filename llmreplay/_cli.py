@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from . import _inspect
 from ._errors import CassetteError, LLMReplayError
 from ._format import FORMAT_VERSION, Interaction
+from ._layout import project_cassette_dir
 from ._match import KeySpec, RequestView, closest
 from ._scrub import DEFAULT_FILTER_QUERY
 from ._version import __version__
@@ -554,53 +555,6 @@ def _parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
     return parser
-
-
-_INI_FILES = (
-    ("pytest.ini", "pytest"),
-    ("pyproject.toml", None),
-    ("tox.ini", "pytest"),
-    ("setup.cfg", "tool:pytest"),
-)
-_ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
-
-
-def project_cassette_dir(start: Path) -> Path:
-    """The cassette folder the pytest plugin uses for a project containing ``start``: the
-    ini file's ``llm_cassette_dir`` (default ``fixtures/cassettes``) under the ini file's
-    folder, else under the nearest folder with pyproject.toml, setup.py, setup.cfg or .git
-    (the plugin's own rule), so the command works from any subdirectory."""
-    import configparser
-    import tomllib
-
-    start = start.resolve()
-    for folder in (start, *start.parents):
-        for name, section in _INI_FILES:
-            path = folder / name
-            if not path.is_file():
-                continue
-            setting: Any = None
-            try:
-                if section is None:
-                    pytest_table = tomllib.loads(path.read_text(encoding="utf-8"))
-                    pytest_table = pytest_table.get("tool", {}).get("pytest")
-                    if pytest_table is None:
-                        continue
-                    options = pytest_table.get("ini_options", pytest_table)
-                    setting = options.get("llm_cassette_dir")
-                else:
-                    parser = configparser.ConfigParser()
-                    parser.read(path, encoding="utf-8")
-                    if not parser.has_section(section):
-                        continue
-                    setting = parser.get(section, "llm_cassette_dir", fallback=None)
-            except (OSError, ValueError, configparser.Error):
-                continue
-            return folder / (setting or "fixtures/cassettes")
-    for folder in (start, *start.parents):
-        if any((folder / marker).exists() for marker in _ROOT_MARKERS):
-            return folder / "fixtures" / "cassettes"
-    return start / "fixtures" / "cassettes"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

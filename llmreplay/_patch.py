@@ -25,14 +25,17 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 
 from . import _stacks
 from ._errors import RequestRefused, sdk_transparent
 from ._transport import CassetteTransport, forwarding
+
+_T = TypeVar("_T", httpx2.BaseTransport, httpx2.AsyncBaseTransport)
 
 if TYPE_CHECKING:
     from ._cassette import Cassette
@@ -85,19 +88,20 @@ def current() -> Cassette | None:
     )
 
 
-def route(url: str, *, network: bool = True) -> Cassette | None:
+def route(url: str, *, network: bool | Callable[[], bool] = True) -> Cassette | None:
     """The cassette for a request to ``url`` now; ``None`` lets it pass untouched.
 
     Raises ``RequestRefused`` (SDK-transparent) when the guard refuses it; a request whose
-    transport never reaches the network (``network=False``: a mock) is not refused, nor one
-    that a cassette is already sending upstream through another stack (``forwarding``).
+    transport never reaches the network (``network`` false, or a callable answering false,
+    asked only when the guard has to decide: a mock) is not refused, nor one that a cassette
+    is already sending upstream through another stack (``forwarding``).
     """
     if _passthrough and url.startswith(_passthrough):
         return None
     if forwarding():  # already captured: this is that request's own upstream send
         return None
     cassette = current()
-    if cassette is None and network and _guards:
+    if cassette is None and _guards and (network() if callable(network) else network):
         try:
             _guards[-1].check(url)
         except RequestRefused as exc:
@@ -108,22 +112,24 @@ def route(url: str, *, network: bool = True) -> Cassette | None:
 # -- httpx2 ------------------------------------------------------------------------------
 
 
-def _sync_transport_for_url(self: httpx2.Client, url: httpx2.URL) -> httpx2.BaseTransport:
-    upstream: httpx2.BaseTransport = _originals[httpx2.Client](self, url)
+def _captured(upstream: _T, url: httpx2.URL, method: str) -> _T | CassetteTransport:
+    """``upstream``, or the routed cassette's transport over it (sync and async alike)."""
     if isinstance(upstream, CassetteTransport):  # wired explicitly to a cassette
         return upstream
-    cassette = route(str(url), network=_reaches_network(upstream, "handle_request"))
+    cassette = route(str(url), network=lambda: _reaches_network(upstream, method))
     return upstream if cassette is None else cassette._transport_over(upstream)
+
+
+def _sync_transport_for_url(self: httpx2.Client, url: httpx2.URL) -> httpx2.BaseTransport:
+    upstream: httpx2.BaseTransport = _originals[httpx2.Client](self, url)
+    return _captured(upstream, url, "handle_request")
 
 
 def _async_transport_for_url(
     self: httpx2.AsyncClient, url: httpx2.URL
 ) -> httpx2.AsyncBaseTransport:
     upstream: httpx2.AsyncBaseTransport = _originals[httpx2.AsyncClient](self, url)
-    if isinstance(upstream, CassetteTransport):
-        return upstream
-    cassette = route(str(url), network=_reaches_network(upstream, "handle_async_request"))
-    return upstream if cassette is None else cassette._transport_over(upstream)
+    return _captured(upstream, url, "handle_async_request")
 
 
 def _reaches_network(upstream: object, method: str) -> bool:

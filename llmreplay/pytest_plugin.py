@@ -60,7 +60,6 @@ _COUNTS = (
     "dropped",
 )
 _SWALLOWED = pytest.StashKey[list[str]]()
-_ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 _BOOL_OPTIONS = ("allow_repeats", "realtime", "record_errors", "ignore_localhost")
 _NAMES_OPTIONS = (
     "match_on",
@@ -145,7 +144,9 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     parser.addini(
         "llm_mode", "default cassette mode (replay, record, auto, once, live)", default=""
     )
-    parser.addini("llm_cassette_dir", "folder of per-test cassettes", default="fixtures/cassettes")
+    from ._layout import DEFAULT_CASSETTE_DIR
+
+    parser.addini("llm_cassette_dir", "folder of per-test cassettes", default=DEFAULT_CASSETTE_DIR)
     parser.addini(
         "llm_block_network", "refuse non-allowed socket connections", type="bool", default=False
     )
@@ -358,11 +359,13 @@ def project_root(item: pytest.Item) -> Path:
     settings = item.config.stash[_SETTINGS]
     if settings["root"] is not None:
         return Path(settings["root"])
+    from ._layout import nearest_root
+
     start = Path(str(item.path)).resolve().parent
-    for folder in (start, *start.parents):
-        if any((folder / marker).exists() for marker in _ROOT_MARKERS):
-            return folder
-    return start
+    roots = settings.setdefault("roots", {})  # one walk up per test folder and session
+    if start not in roots:
+        roots[start] = nearest_root(start)
+    return Path(roots[start])
 
 
 def cassette_dir(item: pytest.Item) -> Path:

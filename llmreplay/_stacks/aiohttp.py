@@ -196,7 +196,7 @@ async def _request(
     self: aiohttp.ClientSession, method: str, str_or_url: Any, **kwargs: Any
 ) -> ClientResponse:
     url = self._build_url(str_or_url)
-    cassette = _patch.route(str(url), network=not _vcr_around())
+    cassette = _patch.route(str(url), network=lambda: not _vcr_around())
     if cassette is None:
         return await _original(self, method, str_or_url, **kwargs)  # type: ignore[no-any-return]
     decompress = kwargs.get("auto_decompress")

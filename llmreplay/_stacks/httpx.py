@@ -211,7 +211,9 @@ def _sync_transport_for_url(self: httpx.Client, url: httpx.URL) -> httpx.BaseTra
     if isinstance(upstream, HttpxTransport):
         return upstream
     try:
-        cassette = _patch.route(str(url), network=_reaches_network(upstream, "handle_request"))
+        cassette = _patch.route(
+            str(url), network=lambda: _reaches_network(upstream, "handle_request")
+        )
     except LLMReplayError as exc:
         return _Refusing(exc)
     return upstream if cassette is None else HttpxTransport(cassette, upstream)
@@ -222,8 +224,9 @@ def _async_transport_for_url(self: httpx.AsyncClient, url: httpx.URL) -> httpx.A
     if isinstance(upstream, HttpxTransport):
         return upstream
     try:
-        network = _reaches_network(upstream, "handle_async_request")
-        cassette = _patch.route(str(url), network=network)
+        cassette = _patch.route(
+            str(url), network=lambda: _reaches_network(upstream, "handle_async_request")
+        )
     except LLMReplayError as exc:
         return _Refusing(exc)
     return upstream if cassette is None else HttpxTransport(cassette, upstream)
