@@ -450,12 +450,7 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     p = command("ls", cmd_ls, "list cassettes: interactions, endpoints, models, size, age", True)
-    p.add_argument(
-        "dir",
-        nargs="?",
-        default=None,
-        help="default: the project's cassette folder (ini llm_cassette_dir, as the plugin)",
-    )
+    _folder_argument(p)
     p = command("show", cmd_show, "print interactions as readable JSON (bodies decoded)")
     p.add_argument("cassette")
     p.add_argument("--key", help="only interactions whose key starts with this")
@@ -465,12 +460,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command(
         "verify", cmd_verify, "check every cassette loads and holds no credentials (for CI)", True
     )
-    p.add_argument(
-        "dir",
-        nargs="?",
-        default=None,
-        help="default: the project's cassette folder (ini llm_cassette_dir, as the plugin)",
-    )
+    _folder_argument(p)
     p = command(
         "import-vcr", cmd_import_vcr, "convert vcrpy cassettes (YAML/JSON) to llmreplay", True
     )
@@ -522,12 +512,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "yaml"), default="json")
     p.add_argument("-o", "--output", metavar="FILE")
     p = command("prune", cmd_prune, "remove interactions the last test run did not play", True)
-    p.add_argument(
-        "dir",
-        nargs="?",
-        default=None,
-        help="default: the project's cassette folder (ini llm_cassette_dir, as the plugin)",
-    )
+    _folder_argument(p)
     p.add_argument("--dry-run", action="store_true", help="say what would go, change nothing")
     p = command(
         "merge",
@@ -555,6 +540,15 @@ def _parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
     return parser
+
+
+def _folder_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "dir",
+        nargs="?",
+        default=None,
+        help="default: the project's cassette folder (ini llm_cassette_dir, as the plugin)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
