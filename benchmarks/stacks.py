@@ -251,7 +251,12 @@ def build(path: Path, size: int) -> None:
             client.post(URL, json=payload(n))
 
 
-def bench_stacks(folder: Path, size: int, sample: int) -> list[dict[str, Any]]:
+STACKS = ("groq", "httpx", "aiohttp", "requests", "urllib3")
+
+
+def bench_stacks(
+    folder: Path, size: int, sample: int, stacks: tuple[str, ...] = STACKS
+) -> list[dict[str, Any]]:
     path = folder / "stacks.msgpack"
     build(path, size)
     vpath = folder / "stacks.json"
@@ -260,7 +265,7 @@ def bench_stacks(folder: Path, size: int, sample: int) -> list[dict[str, Any]]:
     few = calls[: max(20, sample // 10)]
     calls = calls[:100]  # per pass; passes alternate floor and llmreplay
     rows = []
-    for stack in ("groq", "httpx", "aiohttp", "requests", "urllib3"):
+    for stack in stacks:
         source, vsource = path, vpath
         setup: Callable[[], Any] | None = None
         if stack == "groq":
@@ -337,5 +342,5 @@ if __name__ == "__main__":
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = bench_stacks(Path(tmp), 1000, 500)
+        out = bench_stacks(Path(tmp), 1000, 500, tuple(sys.argv[1:]) or STACKS)
     sys.stdout.write("\n".join(report_stacks(out)) + "\n")

@@ -17,7 +17,6 @@ raise ``RequestRefused`` instead) are not stored; ``record_errors=True`` stores 
 from __future__ import annotations
 
 import atexit
-import hashlib
 import importlib
 import os
 import sys
@@ -108,6 +107,8 @@ class Plan:
     wrap: Callable[[httpx2.Response], httpx2.Response] | None = None
 
 
+_NO_FAULT = FaultPlan()
+
 _unsaved: weakref.WeakSet[Cassette] = weakref.WeakSet()
 
 
@@ -154,16 +155,38 @@ def _split_matchers(
 # decode it) alone: a key made of these is a function of those raw bytes.
 _RAW_PARTS = frozenset({"method", "scheme", "host", "port", "path", "query", "body", "uri"})
 _MAX_RAW_KEYS = 100_000  # live requests remembered beyond the recordings
+_MAX_RAW_BYTES = 64 << 20  # and the bytes of their URLs and bodies, at most
+Headers = Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]
+RawKey = tuple[str, str, str, str, bytes]
+_TYPE: frozenset[str | bytes] = frozenset({"content-type", b"content-type"})
+_DECODING: frozenset[str | bytes] = _TYPE | {"content-encoding", b"content-encoding"}
 
 
-def _raw_digest(method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes) -> bytes:
-    digest = hashlib.sha256(f"{method}\n{url}\n".encode())
+def _raw_key(method: str, url: str, headers: Headers, body: bytes) -> RawKey | None:
+    """What a key of raw parts is made from, as it was sent: method, URL, the first
+    ``content-type`` and ``content-encoding`` (the headers that decode the body, read as the
+    key reads them) and the body. Equal parts, equal key; a dict finds them by hash and
+    equality, so nothing is parsed or digested. Headers come as text (stored, or a native
+    stack's) or as bytes (httpx's raw); a non-ASCII byte value gives None (no raw key)."""
+    kind: Any = None
+    coding: Any = None
     for name, value in headers:
-        if name.lower() in ("content-type", "content-encoding"):
-            digest.update(f"{name.lower()}: {value}\n".encode())
-    digest.update(b"\n")
-    digest.update(body)
-    return digest.digest()
+        lower = name.lower()
+        if lower in _DECODING:  # one set lookup per header: most are neither
+            if lower in _TYPE:
+                if kind is None:
+                    kind = value
+            elif coding is None:
+                coding = value
+    if isinstance(kind, bytes):
+        if not kind.isascii():
+            return None
+        kind = kind.decode("ascii")
+    if isinstance(coding, bytes):
+        if not coding.isascii():
+            return None
+        coding = coding.decode("ascii")
+    return (method, url, kind or "", coding or "", body)
 
 
 def _now() -> str:
@@ -217,6 +240,7 @@ class Cassette:
         extra = tuple(extra)
         self._arguments = {k: v for k, v in locals().items() if k not in ("self", "path")}
         self.path = Path(path)
+        self._where = str(self.path)
         self._storage: Storage = storage or FileStorage()
         if mode_source is None:
             mode_source = "the default" if mode is None else "cassette(mode=...)"
@@ -242,8 +266,11 @@ class Cassette:
         if ignore_localhost:
             self._ignore_hosts |= {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
         self._origin: dict[int, int] = {}  # id(item) -> its index among its key's, on file
+        # id(item) -> (item, its response headers encoded once), for replay
+        self._heads: dict[int, tuple[_format.Interaction, httpx2.Headers]] = {}
         # raw request digest -> key; only for keys made of method, URL parts and body
-        self._raw_keys: dict[bytes, str] | None = None
+        self._raw_keys: dict[RawKey, str] | None = None
+        self._raw_bytes = 0  # of the live requests' parts in _raw_keys
         self._raw_keys_apply = not self._matchers and set(self._spec.match_on) <= _RAW_PARTS
         self._lock = threading.RLock()
         self._by_key: dict[str, list[_format.Interaction]] = {}
@@ -277,12 +304,6 @@ class Cassette:
 
     def __repr__(self) -> str:
         return f"<Cassette {str(self.path)!r} mode={self.mode.value}>"
-
-    def __hash__(self) -> int:
-        return id(self)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
 
     # -- reading and saving --------------------------------------------------------------
 
@@ -537,10 +558,21 @@ class Cassette:
             if position < len(items):
                 self._cursor[key] = position + 1
                 self._used.add((key, position))
-                return Hit(items[position])
-            if self.allow_repeats:
-                return Hit(items[-1])
-            return Exhausted(len(items))
+                item = items[position]
+            elif self.allow_repeats:
+                item = items[-1]
+            else:
+                return Exhausted(len(items))
+            self._stats.played += 1  # as _hit, inlined on the replay path
+            self._played.append(item)
+            return Hit(item)
+
+    def _hit(self, item: _format.Interaction) -> Hit:
+        """A recording found is a recording played (``decide`` replays every ``Hit``); the
+        caller holds the lock."""
+        self._stats.played += 1
+        self._played.append(item)
+        return Hit(item)
 
     def _next_matching(
         self, key: str, items: list[_format.Interaction], position: int, view: RequestView
@@ -554,7 +586,9 @@ class Cassette:
             return NotRecorded()
         ahead = [i for i in accepted if i >= position]
         if not ahead:
-            return Hit(items[accepted[-1]]) if self.allow_repeats else Exhausted(len(accepted))
+            if self.allow_repeats:
+                return self._hit(items[accepted[-1]])
+            return Exhausted(len(accepted))
         if not self._origin:
             for pairs in self._by_key.values():
                 self._origin.update((id(item), n) for n, item in enumerate(pairs))
@@ -562,69 +596,115 @@ class Cassette:
         items[position], items[index] = items[index], items[position]
         self._cursor[key] = position + 1
         self._used.add((key, self._origin.get(id(items[position]), position)))
-        return Hit(items[position])
+        return self._hit(items[position])
 
     def _ignored(self, host: str) -> bool:
         return bool(self._ignore_hosts) and host.lower() in self._ignore_hosts
 
-    def _key(self, view: RequestView) -> str:
-        """The request's key. Fast path: when the key depends only on the method, URL and
-        body (and the content headers that decode it), a digest of those raw bytes finds
-        the key of a recording sent with the very same bytes, or of an earlier identical
-        request, without parsing the JSON body again. Same bytes, same canonical form."""
+    def _key(self, request: httpx2.Request) -> tuple[str, RequestView | None]:
+        """The request's key, and its view when making the key needed one. Fast path: when
+        the key depends only on the method, URL and body (and the content headers that
+        decode it), a digest of those raw bytes finds the key of a recording sent with the
+        very same bytes, or of an earlier identical request, without decoding the headers or
+        parsing the JSON body again. Same bytes, same canonical form."""
         if not self._raw_keys_apply:
-            return self._spec.key(view)
-        digest = _raw_digest(view.method, view.url, view.headers, view.body)
-        with self._lock:
-            if self._raw_keys is None:
-                self._raw_keys = {
-                    _raw_digest(r.method, r.url, r.headers, r.body): item.key
-                    for item in self._loaded
-                    for r in (item.request,)
-                }
-            key = self._raw_keys.get(digest)
-        if key is None:
-            key = self._spec.key(view)
+            view = _view(request)
+            return self._spec.key(view), view
+        raw = _raw_key(request.method, str(request.url), request.headers.raw, request.content)
+        raw_keys = self._raw_keys or self._raw_key_table()
+        key = None if raw is None else raw_keys.get(raw)  # a read is atomic; writes lock
+        if key is not None:
+            return key, None
+        view = _view(request)
+        key = self._spec.key(view)
+        if raw is not None:
+            size = len(raw[1]) + len(raw[4])
             with self._lock:
-                if len(self._raw_keys) < _MAX_RAW_KEYS:
-                    self._raw_keys[digest] = key
-        return key
+                if len(raw_keys) < _MAX_RAW_KEYS and self._raw_bytes + size <= _MAX_RAW_BYTES:
+                    raw_keys[raw] = key
+                    self._raw_bytes += size
+        return key, view
+
+    def _raw_key_table(self) -> dict[RawKey, str]:
+        """Raw parts -> key, for every recording (their own parts: nothing is copied)."""
+        raw_keys = self._raw_keys
+        if raw_keys is None:
+            with self._lock:
+                if self._raw_keys is None:
+                    table: dict[RawKey, str] = {}
+                    for item in self._loaded:
+                        r = item.request
+                        raw = _raw_key(r.method, r.url, r.headers, r.body)
+                        if raw is not None:
+                            table[raw] = item.key
+                    self._raw_keys = table
+                raw_keys = self._raw_keys
+        return raw_keys
+
+    def _replay_seen(
+        self, method: str, url: str, headers: Headers, body: bytes
+    ) -> _format.Interaction | None:
+        """The replay path for bytes seen before, with no request object built: when only
+        a recording can answer (a mode that plays them, no fault schedule, no ignored hosts,
+        no pacing, a key of raw parts) and these very bytes have a key, the recording to
+        play (counted as played; ``_replayed`` makes it a response, or an adapter its own
+        from a ``whole`` body). ``None`` otherwise: the caller takes the full path
+        (``_plan``), which decides the same request alike (a lookup that finds nothing
+        advances nothing)."""
+        if not (
+            self._raw_keys_apply
+            and self.faults is None
+            and not self._ignore_hosts
+            and not self.realtime
+            and (self.mode is Mode.REPLAY or self.mode is Mode.AUTO)  # Mode.reads, inlined
+        ):
+            return None
+        raw = _raw_key(method, url, headers, body)
+        key = None if raw is None else (self._raw_keys or self._raw_key_table()).get(raw)
+        if key is None:
+            return None
+        action = decide(self.mode, None, lambda: self._next(key))
+        return action.interaction if isinstance(action, Replay) else None
 
     def _plan(self, request: httpx2.Request) -> Plan:
-        view = _view(request)
-        key = self._key(view)
-        if self._ignored(request.url.host):  # ignore_hosts: neither recorded nor replayed
+        key, view = self._key(request)
+        if self._ignore_hosts and self._ignored(request.url.host):
+            # ignore_hosts: neither recorded nor replayed
             return Plan(upstream=Upstream(key, store=False))
-        fault = self.faults.take(request) if self.faults is not None else None
-        faulted = fault.plan(request) if fault is not None else FaultPlan()
+        if self.faults is None:  # the common case: no fault schedule to consult
+            fault: Fault | None = None
+            faulted = _NO_FAULT
+        else:
+            fault = self.faults.take(request)
+            faulted = fault.plan(request) if fault is not None else _NO_FAULT
+            if fault is not None:
+                with self._lock:
+                    self._stats.faults += 1
         action = decide(
             self.mode, fault if faulted.replaces else None, lambda: self._next(key, view)
         )
-        with self._lock:
-            self._stats.faults += fault is not None
+        if isinstance(action, Replay):
+            head = action.interaction.elapsed_ms / 1000.0 if self.realtime else 0.0
+            response = self._replayed(request, action.interaction)
+            wrap = self._marking(faulted, fault) if fault is not None else None
+            return Plan(response=response, delay=faulted.delay + head, wrap=wrap)
         if isinstance(action, InjectFault):
             if faulted.response is not None:
                 faulted.response.extensions = {"llmreplay": self._source("fault", key, fault)}
             return Plan(response=faulted.response, delay=faulted.delay, error=faulted.error)
+        if view is None:
+            view = _view(request)
         if isinstance(action, Miss):
             with self._lock:
                 self._stats.missed += 1
             raise sdk_transparent(self._miss(view, key, action.reason))
-        wrap = self._marking(faulted, fault)
-        if isinstance(action, Replay):
-            with self._lock:
-                self._stats.played += 1
-                self._played.append(action.interaction)
-            head = action.interaction.elapsed_ms / 1000.0 if self.realtime else 0.0
-            response = self._replayed(request, action.interaction)
-            return Plan(response=response, delay=faulted.delay + head, wrap=wrap)
         assert isinstance(action, Forward)
         self._refuse_placeholder(request)
         # A fault that alters the answer (cut, truncated) alters only what the caller sees:
         # the whole upstream answer is read and stored, so the next replay plays.
         secrets = self._scrubber.secrets(view.headers, view.url, view.body)
         upstream = Upstream(key, action.store, secrets, drain=faulted.wrap is not None)
-        return Plan(upstream=upstream, delay=faulted.delay, wrap=wrap)
+        return Plan(upstream=upstream, delay=faulted.delay, wrap=self._marking(faulted, fault))
 
     def _refuse_placeholder(self, request: httpx2.Request) -> None:
         """No key, no recording: the placeholder that lets replay start is never sent."""
@@ -652,8 +732,12 @@ class Cassette:
             )
         )
 
+    def _played_extensions(self, item: _format.Interaction) -> dict[str, Any]:
+        """A replayed response's extensions, whichever stack it is built for."""
+        return {"llmreplay": self._source("cassette", item.key)}
+
     def _source(self, source: str, key: str, fault: Fault | None = None) -> dict[str, Any]:
-        info: dict[str, Any] = {"source": source, "key": key, "cassette": str(self.path)}
+        info: dict[str, Any] = {"source": source, "key": key, "cassette": self._where}
         if fault is not None:
             info["fault"] = fault.kind
         return info
@@ -700,7 +784,9 @@ class Cassette:
             diff="" if nearest is None else redact_message(nearest[1], secrets),
         )
 
-    def _replayed(self, request: httpx2.Request, item: _format.Interaction) -> httpx2.Response:
+    def _replayed(
+        self, request: httpx2.Request | None, item: _format.Interaction
+    ) -> httpx2.Response:
         recorded = item.response
         chunks = recorded.chunks if recorded.chunks is not None else [recorded.body or b""]
         stream = ReplayStream(
@@ -709,13 +795,18 @@ class Cassette:
             offsets_ms=item.chunk_ms if self.realtime else (),
             cut=recorded.cut,
         )
-        return httpx2.Response(
+        response = httpx2.Response(
             recorded.status,
-            headers=recorded.headers,
             stream=stream,
             request=request,
-            extensions={"llmreplay": self._source("cassette", item.key)},
+            extensions=self._played_extensions(item),
         )
+        entry = self._heads.get(id(item))
+        if entry is None or entry[0] is not item:  # headers encoded once per recording
+            entry = self._heads[id(item)] = (item, httpx2.Headers(recorded.headers))
+        head = entry[1]
+        response.headers = httpx2.Headers(head, encoding=head.encoding)  # each its own copy
+        return response
 
     def _from_upstream(
         self, request: httpx2.Request, response: httpx2.Response, plan: Upstream, started: float

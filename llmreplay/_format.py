@@ -74,6 +74,18 @@ class RecordedResponse:
         """The raw body, with a stream's chunks joined."""
         return self.body if self.body is not None else b"".join(self.chunks or ())
 
+    @property
+    def whole(self) -> bytes | None:
+        """The raw body when it plays back complete (not cut) and unframed (not sent
+        ``transfer-encoding: chunked``): what an HTTP stack may hand over in one piece."""
+        if self.cut is not None:
+            return None
+        if self.chunks is not None:
+            for name, value in self.headers:
+                if name.lower() == "transfer-encoding" and "chunked" in value.lower():
+                    return None
+        return self.content
+
 
 @dataclass(slots=True)
 class Interaction:

@@ -29,7 +29,7 @@ class ReplayStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
         self,
         chunks: Sequence[bytes],
         *,
-        request: httpx2.Request,
+        request: httpx2.Request | None,
         offsets_ms: Sequence[float] = (),
         cut: str | None = None,
     ) -> None:
@@ -37,6 +37,12 @@ class ReplayStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
         self._request = request
         self._offsets = offsets_ms
         self._cut = cut
+
+    @property
+    def whole(self) -> Sequence[bytes] | None:
+        """The chunks, when they play back at once and end complete (no pacing, not cut):
+        an adapter may then hand them over without iterating this stream."""
+        return None if self._offsets or self._cut else self._chunks
 
     def _error(self) -> httpx2.RemoteProtocolError:
         who = "the caller stopped reading" if self._cut == "caller" else "upstream cut it"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import httpx2
@@ -42,14 +42,21 @@ def supported(version: str, minimum: tuple[int, int]) -> bool:
     return tuple(numbers) >= minimum
 
 
+_versions: dict[str, bool] = {}  # stack -> supported, once its library was found
+
+
 def available(stack: str) -> bool:
     """Whether ``stack``'s library is installed in a supported version (found without
-    importing it)."""
+    importing it). Asked on every first activation, so the version, which costs a read of
+    the package's metadata, is read once per process."""
     name = LIBRARIES[stack]
     try:
         if importlib.util.find_spec(name) is None:
             return False
-        return supported(importlib.metadata.version(name), MINIMUM[stack])
+        known = _versions.get(stack)
+        if known is None:
+            known = _versions[stack] = supported(importlib.metadata.version(name), MINIMUM[stack])
+        return known
     except (ImportError, ValueError):  # pragma: no cover - a broken or half-removed install
         return False
 
@@ -86,9 +93,10 @@ class AsyncNativeStream(httpx2.AsyncByteStream):
 _urls: dict[str, httpx2.URL] = {}  # parsed once: an app calls the same few endpoints
 
 
-def make_request(
-    method: str, url: str, headers: list[tuple[str, str]], content: bytes
-) -> httpx2.Request:
+Headers = Sequence[tuple[str, str]] | Sequence[tuple[bytes, bytes]]
+
+
+def make_request(method: str, url: str, headers: Headers, content: bytes) -> httpx2.Request:
     """The httpx2 request the engine sees for a native one: built field by field (the four
     attributes ``httpx2.Request.__init__`` sets), which costs a twentieth of the constructor
     on the replay path; the URL is parsed once per distinct URL."""

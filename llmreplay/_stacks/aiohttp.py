@@ -148,9 +148,10 @@ def _native(
         target = DeflateBuffer(content, encoding)
     stream = answer.stream
     assert isinstance(stream, httpx2.AsyncByteStream)
-    if isinstance(stream, ReplayStream) and not stream._offsets and not stream._cut:
+    whole = stream.whole if isinstance(stream, ReplayStream) else None
+    if whole is not None:
         # Recorded, unpaced and whole: fed at once (no task for the common replay).
-        for chunk in stream._chunks:
+        for chunk in whole:
             if chunk:
                 _feed(target, chunk)
         target.feed_eof()
@@ -167,12 +168,17 @@ def _middleware(cassette: Cassette, decompress: bool) -> Any:
         content = b"" if isinstance(body, bytes) else await body.as_bytes()
         if getattr(body, "consumed", False):
             await req.update_body(content)
-        request = make_request(req.method, str(req.url), list(req.headers.items()), content)
+        headers = list(req.headers.items())
 
         async def send(_: httpx2.Request) -> httpx2.Response:
             return _from_native(await handler(req))
 
+        url = str(req.url)
+        played = cassette._replay_seen(req.method, url, headers, content)
+        if played is not None:  # bytes seen before: no request object, no plan
+            return _native(cassette._replayed(None, played), req, len(content), decompress)
         try:
+            request = make_request(req.method, url, headers, content)
             answer = await aexchange(cassette, request, send)
         except httpx2.HTTPError as exc:
             raise _request_error(exc, req) from exc

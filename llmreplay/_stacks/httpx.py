@@ -23,6 +23,7 @@ from . import AsyncNativeStream, NativeStream, aexchange, exchange, make_request
 
 if TYPE_CHECKING:
     from .._cassette import Cassette
+    from .._format import Interaction
 
 _originals: dict[type[Any], Any] = {}
 
@@ -63,10 +64,9 @@ def _error(exc: httpx2.HTTPError, request: httpx.Request) -> Exception:
     return cls(str(exc), request=request)
 
 
-def _to_httpx2(request: httpx.Request) -> httpx2.Request:
-    return make_request(
-        request.method, str(request.url), request.headers.multi_items(), request.content
-    )
+def _parts(request: httpx.Request) -> tuple[str, str, list[tuple[bytes, bytes]], bytes]:
+    """What ``exchange`` takes: method, URL, headers (raw bytes, as sent) and body."""
+    return request.method, str(request.url), request.headers.raw, request.content
 
 
 def _from_native(
@@ -74,7 +74,7 @@ def _from_native(
 ) -> httpx2.Response:
     return httpx2.Response(
         response.status_code,
-        headers=response.headers.multi_items(),
+        headers=response.headers.raw,
         stream=stream,
         extensions={k: v for k, v in response.extensions.items() if k != "network_stream"},
     )
@@ -114,10 +114,25 @@ class _Back(httpx.SyncByteStream, httpx.AsyncByteStream):
 def _native(answer: httpx2.Response, request: httpx.Request) -> httpx.Response:
     return httpx.Response(
         answer.status_code,
-        headers=answer.headers.multi_items(),
+        headers=answer.headers.raw,  # bytes as they are: nothing decoded and encoded again
         stream=_Back(answer, request),
         request=request,
         extensions=dict(answer.extensions),
+    )
+
+
+def _replayed(cassette: Cassette, item: Interaction, request: httpx.Request) -> httpx.Response:
+    """A recording the cassette plays, as httpx's response: a single recorded body straight
+    from the recording, a stream (chunk for chunk, cut or not) through the cassette's."""
+    recorded = item.response
+    if recorded.chunks is not None or recorded.cut is not None or recorded.body is None:
+        return _native(cassette._replayed(None, item), request)
+    return httpx.Response(
+        recorded.status,
+        headers=recorded.headers,
+        stream=httpx.ByteStream(recorded.body),
+        request=request,
+        extensions=cassette._played_extensions(item),
     )
 
 
@@ -150,8 +165,12 @@ class HttpxTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return _from_native(response, NativeStream(iter(stream), stream.close))
 
         request.read()
+        method, url, headers, content = _parts(request)
+        played = self.cassette._replay_seen(method, url, headers, content)
+        if played is not None:  # bytes seen before: no request object, no plan
+            return _replayed(self.cassette, played, request)
         try:
-            answer = exchange(self.cassette, _to_httpx2(request), send)
+            answer = exchange(self.cassette, make_request(method, url, headers, content), send)
         except httpx2.HTTPError as exc:
             raise _error(exc, request) from exc
         except LLMReplayError as exc:
@@ -170,8 +189,13 @@ class HttpxTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return _from_native(response, AsyncNativeStream(aiter(stream), stream.aclose))
 
         await request.aread()
+        method, url, headers, content = _parts(request)
+        played = self.cassette._replay_seen(method, url, headers, content)
+        if played is not None:
+            return _replayed(self.cassette, played, request)
         try:
-            answer = await aexchange(self.cassette, _to_httpx2(request), send)
+            request2 = make_request(method, url, headers, content)
+            answer = await aexchange(self.cassette, request2, send)
         except httpx2.HTTPError as exc:
             raise _error(exc, request) from exc
         except LLMReplayError as exc:

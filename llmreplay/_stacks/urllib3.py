@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import http.client
 import inspect
-from collections.abc import Iterator
-from typing import Any
+import io
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import urllib3
@@ -35,21 +36,36 @@ from urllib3.exceptions import (
 from .. import _patch
 from . import NativeStream, exchange, make_request
 
+if TYPE_CHECKING:
+    from .._cassette import Cassette
+    from .._format import Interaction
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _original: Any = None
 _names: tuple[str, ...] = ()  # _make_request's parameters after (self, conn, method, url)
 _defaults: dict[str, Any] = {}
 
 
+_origins: dict[tuple[str, str, int | None], str] = {}  # a pool's scheme, host, port -> origin
+
+
 def _url(pool: HTTPConnectionPool, url: str) -> str:
     if url.startswith(("http://", "https://")):  # absolute: a request through a proxy
         return url
-    host = pool.host if ":" not in pool.host else f"[{pool.host}]"
-    port = "" if pool.port in (None, _DEFAULT_PORTS.get(pool.scheme)) else f":{pool.port}"
-    return f"{pool.scheme}://{host}{port}{url}"
+    where = (pool.scheme, pool.host, pool.port)
+    origin = _origins.get(where)
+    if origin is None:
+        if len(_origins) >= 1024:
+            _origins.clear()
+        host = pool.host if ":" not in pool.host else f"[{pool.host}]"
+        port = "" if pool.port in (None, _DEFAULT_PORTS.get(pool.scheme)) else f":{pool.port}"
+        origin = _origins[where] = f"{pool.scheme}://{host}{port}"
+    return origin + url
 
 
 def _body(body: Any) -> bytes:
+    if type(body) is bytes:  # what urllib3 and requests send, mostly
+        return body
     if body is None:
         return b""
     if isinstance(body, bytes | bytearray | memoryview):
@@ -60,6 +76,26 @@ def _body(body: Any) -> bytes:
         data = body.read()
         return data.encode("utf-8") if isinstance(data, str) else bytes(data)
     return b"".join(c.encode("utf-8") if isinstance(c, str) else bytes(c) for c in body)
+
+
+def _decoding(sent: Any) -> list[tuple[str, str]]:
+    """The request's headers, or as many as a raw key reads (``content-type`` and
+    ``content-encoding``, the first of each) where taking them all costs more: an
+    ``HTTPHeaderDict`` (what urllib3 sends) iterates in Python."""
+    if sent is None:
+        return []
+    # HTTPHeaderDict keeps lower name -> [name, value, ...]; getlist() reads the same
+    container = getattr(sent, "_container", None)
+    if not (isinstance(sent, urllib3.HTTPHeaderDict) and isinstance(container, dict)):
+        return list(sent.items())
+    pairs = []
+    kind = container.get("content-type")
+    if kind:
+        pairs.append(("content-type", kind[1]))
+    coding = container.get("content-encoding")
+    if coding:
+        pairs.append(("content-encoding", coding[1]))
+    return pairs
 
 
 def _request_error(
@@ -75,6 +111,40 @@ def _request_error(
     if isinstance(exc, httpx2.ReadError):
         return ProtocolError("Connection aborted.", ConnectionResetError(message))
     return ProtocolError("Connection aborted.", http.client.RemoteDisconnected(message))
+
+
+Pairs = Sequence[tuple[str, str]]
+
+
+def _message(pairs: Pairs) -> http.client.HTTPMessage:
+    message = http.client.HTTPMessage()
+    for name, value in pairs:
+        message[name] = value
+    return message
+
+
+class _Whole(io.BytesIO):
+    """A whole recorded body (played at once, not cut, not chunked) as the file object
+    urllib3 reads: its bytes in memory, read at C speed. Like http.client's response it
+    reports ``isclosed()`` once read to the end, so urllib3 gives the connection back to the
+    pool, and carries the method (a HEAD has no body) and the headers (``msg``: requests'
+    cookie jar reads them)."""
+
+    def __init__(self, data: bytes, method: str, headers: Pairs) -> None:
+        super().__init__(data)
+        self._headers = headers
+        self._method = method
+        self._size = len(data)
+        self._msg: http.client.HTTPMessage | None = None
+
+    def isclosed(self) -> bool:
+        return self.closed or self.tell() >= self._size
+
+    @property
+    def msg(self) -> http.client.HTTPMessage:
+        if self._msg is None:
+            self._msg = _message(self._headers)
+        return self._msg
 
 
 class _Body:
@@ -94,6 +164,7 @@ class _Body:
         self._buffer = b""
         self._ended = False  # the terminating zero-size chunk was given out
         self._closed = False
+        self._msg: http.client.HTTPMessage | None = None
         self.fp = self  # what urllib3 reads chunk framing from
 
     def _next(self) -> bytes | None:
@@ -127,10 +198,9 @@ class _Body:
 
     @property
     def msg(self) -> http.client.HTTPMessage:
-        message = http.client.HTTPMessage()
-        for name, value in self._answer.headers.multi_items():
-            message[name] = value
-        return message
+        if self._msg is None:
+            self._msg = _message(self._answer.headers.multi_items())
+        return self._msg
 
     # http.client's chunked framing, as urllib3's read_chunked reads it
     def readline(self, limit: int = -1) -> bytes:
@@ -159,32 +229,49 @@ class _Body:
             self._answer.close()
 
 
-def _native(answer: httpx2.Response, kw: dict[str, Any]) -> urllib3.HTTPResponse:
-    """The answer as urllib3's response; ``kw`` is the ``_make_request`` call's arguments."""
-    method, url = kw["method"], kw["url"]
+def _response(
+    status: int, pairs: Pairs, body: _Whole | _Body, kw: dict[str, Any]
+) -> urllib3.HTTPResponse:
+    """urllib3's response over ``body``; ``kw`` is the ``_make_request`` call's arguments."""
     headers = urllib3.HTTPHeaderDict()
-    for name, value in answer.headers.multi_items():
+    for name, value in pairs:
         headers.add(name, value)
-    body = _Body(answer, method)
     return urllib3.HTTPResponse(
         body=body,  # type: ignore[arg-type]  # file-like: read(), close()
         headers=headers,
-        status=answer.status_code,
+        status=status,
         version=11,
         version_string="HTTP/1.1",
-        reason=answer.reason_phrase,
+        reason=http.client.responses.get(status, ""),
         preload_content=kw["preload_content"],
         decode_content=kw["decode_content"],
         pool=kw["self"],
         connection=kw["response_conn"],
         retries=kw["retries"],
         enforce_content_length=kw["enforce_content_length"],
-        request_method=method,
-        request_url=url,
+        request_method=kw["method"],
+        request_url=kw["url"],
         # As for http.client's response: once it is read to the end, urllib3 gives the
         # connection back to the pool.
         original_response=body,  # type: ignore[arg-type]
     )
+
+
+def _native(answer: httpx2.Response, kw: dict[str, Any]) -> urllib3.HTTPResponse:
+    """The engine's answer as urllib3's response."""
+    body = _Body(answer, kw["method"])
+    return _response(answer.status_code, answer.headers.multi_items(), body, kw)
+
+
+def _replayed(cassette: Cassette, item: Interaction, kw: dict[str, Any]) -> urllib3.HTTPResponse:
+    """A recording the cassette plays as urllib3's response: a whole body straight from
+    the recording, anything else (cut, chunk-framed) through the cassette's stream."""
+    recorded = item.response
+    data = recorded.whole
+    if data is None:
+        return _native(cassette._replayed(None, item), kw)
+    headers = recorded.headers
+    return _response(recorded.status, headers, _Whole(data, kw["method"], headers), kw)
 
 
 def _from_native(raw: urllib3.BaseHTTPResponse) -> httpx2.Response:
@@ -211,7 +298,11 @@ def _make_request(
     call.update(kwargs)
     body = call["body"]
     content = _body(body)
-    request = make_request(method, full, list((call["headers"] or {}).items()), content)
+    sent = call["headers"]
+    played = cassette._replay_seen(method, full, _decoding(sent), content)
+    if played is not None:  # bytes seen before: no request object, no plan
+        return _replayed(cassette, played, call)
+    headers = [] if sent is None else list(sent.items())
 
     def send(_: httpx2.Request) -> httpx2.Response:
         raw = _original(
@@ -226,7 +317,7 @@ def _make_request(
         return _from_native(raw)
 
     try:
-        answer = exchange(cassette, request, send)
+        answer = exchange(cassette, make_request(method, full, headers, content), send)
     except httpx2.HTTPError as exc:
         raise _request_error(exc, self, conn, url) from exc
     return _native(answer, call)
@@ -236,7 +327,7 @@ def install() -> None:
     """Patch ``HTTPConnectionPool._make_request`` (HTTPS pools inherit it)."""
     global _original, _names, _defaults
     current = HTTPConnectionPool.__dict__["_make_request"]
-    if current is not _make_request:  # never wrap ourselves
+    if current is not _make_request and current is not _original:  # never wrap ourselves
         _original = current
         parameters = list(inspect.signature(_original).parameters.values())[4:]
         _names = tuple(p.name for p in parameters)

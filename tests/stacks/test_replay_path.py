@@ -1,0 +1,215 @@
+"""The replay path for bytes seen before (``Cassette._replay_seen``: no request object, no
+plan) answers exactly as the planned path does, on every stack: status, repeated headers,
+cookies, body, stream lines and extensions; and it is taken only when nothing but a
+recording can answer. urllib3 responses replayed this way still give their connection back
+to the pool, and the stack version check reads package metadata once per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import httpx2
+import pytest
+import requests
+import urllib3
+from urllib3.exceptions import EmptyPoolError
+
+import llmreplay
+from llmreplay import _format, _stacks
+from llmreplay._cassette import Cassette
+from llmreplay.faults import PASS
+from tests.stacks.clients import body, sse_text
+
+STACKS = ("httpx2", "httpx", "aiohttp", "requests", "urllib3")
+ORIGIN = "http://127.0.0.1:9"
+URL = ORIGIN + "/v1/chat/completions"
+SENT = {"content-type": "application/json"}
+EVENTS = [b'data: {"choices":[{"delta":{"content":"stre"}}]}\n\n', b"data: [DONE]\n\n"]
+
+
+def _answer(request: httpx2.Request) -> httpx2.Response:
+    """Upstream: a JSON answer with repeated headers, or an event stream."""
+    if b'"stream"' in request.content:
+        head = [("content-type", "text/event-stream"), ("transfer-encoding", "chunked")]
+        return httpx2.Response(200, headers=head, stream=httpx2.ByteStream(b"".join(EVENTS)))
+    head = [("content-type", "application/json"), ("x-multi", "one"), ("x-multi", "two")]
+    return httpx2.Response(200, headers=head, json={"choices": [{"message": {"content": "hi"}}]})
+
+
+def _record(path: Path) -> None:
+    with (
+        llmreplay.cassette(path, mode="record"),
+        httpx2.Client(transport=httpx2.MockTransport(_answer), headers=SENT) as client,
+    ):
+        client.post(URL, json=body("plain"))
+        with client.stream("POST", URL, json=body("streamed", stream=True)) as r:
+            r.read()
+    # Recording drops set-cookie (a session credential); a cassette written another way
+    # (imported, edited) may hold one, and every stack's cookie jar must then receive it.
+    items, match = _format.decode(path.read_bytes(), path)
+    assert all(k != "set-cookie" for k, _ in items[0].response.headers)
+    items[0].response.headers.append(("set-cookie", "session=abc; Path=/"))
+    path.write_bytes(_format.encode(items, match))
+
+
+def _fetch(stack: str, stream: bool) -> dict[str, Any]:
+    """One request through ``stack``'s bare client: what its caller sees of the answer."""
+    payload = body("streamed" if stream else "plain", stream)
+    seen: dict[str, Any] = {}
+    if stack in ("httpx2", "httpx"):
+        module: Any = httpx2 if stack == "httpx2" else httpx
+        with module.Client(headers=SENT) as client:
+            with client.stream("POST", URL, json=payload) as r:
+                seen["text"] = sse_text(r.iter_lines()) if stream else r.read().decode()
+            seen.update(
+                status=r.status_code,
+                headers=r.headers.multi_items(),
+                source=r.extensions["llmreplay"]["source"],
+                cookies=dict(client.cookies),
+            )
+        return seen
+    if stack == "aiohttp":
+
+        async def run() -> None:
+            jar = aiohttp.CookieJar(unsafe=True)  # by default it refuses IP hosts' cookies
+            async with aiohttp.ClientSession(headers=SENT, cookie_jar=jar) as session:
+                async with session.post(URL, json=payload) as r:
+                    lines = [line async for line in r.content] if stream else None
+                    seen["text"] = sse_text(lines) if lines is not None else await r.text()
+                    seen.update(status=r.status, headers=list(r.headers.items()))
+                seen["cookies"] = {c.key: c.value for c in session.cookie_jar}
+
+        asyncio.run(run())
+        return seen
+    if stack == "requests":
+        with requests.Session() as session:
+            r2 = session.post(URL, json=payload, headers=SENT, stream=stream)
+            seen["text"] = sse_text(r2.iter_lines()) if stream else r2.text
+            seen.update(
+                status=r2.status_code,
+                headers=list(r2.raw.headers.items()),
+                cookies=session.cookies.get_dict(),
+            )
+        return seen
+    with urllib3.PoolManager(headers=SENT) as pool:
+        r3 = pool.request("POST", URL, json=payload, preload_content=not stream)
+        seen["text"] = sse_text(r3.read().splitlines()) if stream else r3.data.decode()
+        seen.update(status=r3.status, headers=list(r3.headers.items()))
+        r3.release_conn()
+    return seen
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_seen_replay_answers_as_the_planned_replay_does(
+    stack: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.msgpack"
+    _record(path)
+    plans: list[object] = []
+    planned = Cassette._plan
+
+    def counted(self: Cassette, request: httpx2.Request) -> Any:
+        plans.append(request)
+        return planned(self, request)
+
+    monkeypatch.setattr(Cassette, "_plan", counted)
+    results = {}
+    # Each request is sent twice: the first time its bytes may be new (requests and urllib3
+    # serialise JSON unlike the httpx2 client that recorded it), the second time they are
+    # seen. faults=[PASS] * 4, a schedule that injects nothing but must see every request,
+    # makes every request take the planned path.
+    for name, faults in (("seen", None), ("planned", [PASS] * 4)):
+        with llmreplay.cassette(path, faults=faults, allow_repeats=True) as cas:
+            _fetch(stack, stream=False), _fetch(stack, stream=True)
+            plans.clear()
+            results[name] = (_fetch(stack, stream=False), _fetch(stack, stream=True))
+        assert cas.stats.played == 4, name
+        assert len(plans) == (0 if name == "seen" else 2), name
+    assert results["seen"] == results["planned"]
+    plain, streamed = results["seen"]
+    assert plain["status"] == 200 and '"hi"' in plain["text"]
+    assert [v for k, v in plain["headers"] if k.lower() == "x-multi"] == ["one", "two"]
+    if stack != "urllib3":  # urllib3 keeps no cookie jar; every other stack got the cookie
+        assert plain["cookies"] == {"session": "abc"}
+    assert streamed["text"] == "stre"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"faults": [PASS]}, {"realtime": True}, {"ignore_hosts": ["example.invalid"]}],
+    ids=["faults", "realtime", "ignore_hosts"],
+)
+def test_only_a_recording_may_answer_seen_bytes(options: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "c.msgpack"
+    _record(path)
+    raw = body("plain")
+    with llmreplay.cassette(path) as plain:
+        assert plain._replay_seen("POST", URL, [("content-type", "application/json")], b"x") is None
+    with llmreplay.cassette(path, **options) as cas, httpx2.Client(headers=SENT) as client:
+        # each of these needs the plan: a fault schedule to consult, pacing, a host rule
+        assert (
+            cas._replay_seen(
+                "POST", URL, list(SENT.items()), httpx2.Request("POST", URL, json=raw).content
+            )
+            is None
+        )
+        assert client.post(URL, json=raw).json()["choices"][0]["message"]["content"] == "hi"
+    assert cas.stats.played == 1
+    for mode in ("record", "live"):  # modes that never play a recording
+        with llmreplay.cassette(tmp_path / f"{mode}.msgpack", mode=mode) as other:
+            assert other._replay_seen("POST", URL, list(SENT.items()), b"{}") is None
+
+
+@pytest.mark.parametrize("preload", [True, False], ids=["preloaded", "streamed"])
+def test_urllib3_replays_give_the_connection_back_to_a_blocking_pool(
+    preload: bool, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.msgpack"
+    _record(path)
+    data = httpx2.Request("POST", URL, json=body("plain")).content
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", 9, maxsize=1, block=True)
+    with llmreplay.cassette(path, allow_repeats=True) as cas:
+        for _ in range(3):  # a connection never given back blocks the next request
+            r = pool.urlopen(
+                "POST",
+                "/v1/chat/completions",
+                body=data,
+                headers=SENT,
+                preload_content=preload,
+                pool_timeout=2,
+            )
+            assert b'"hi"' in (r.data if preload else r.read())
+            assert pool.pool is not None and pool.pool.qsize() == 1  # back in the pool
+    assert cas.stats.played == 3
+    pool.close()
+
+
+def test_a_connection_never_given_back_would_be_seen(tmp_path: Path) -> None:
+    """The check above can fail: a pool whose connection is held raises EmptyPoolError."""
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", 9, maxsize=1, block=True)
+    held = pool._get_conn()
+    with pytest.raises(EmptyPoolError):
+        pool._get_conn(timeout=0.05)
+    pool._put_conn(held)
+    pool.close()
+
+
+def test_a_stacks_version_is_read_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    version = importlib.metadata.version
+
+    def counting(name: str) -> str:
+        reads.append(name)
+        return version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", counting)
+    monkeypatch.setattr(_stacks, "_versions", {})
+    for _ in range(3):
+        assert all(_stacks.available(stack) for stack in _stacks.LIBRARIES)
+    assert sorted(reads) == sorted(_stacks.LIBRARIES.values())
