@@ -96,6 +96,18 @@ _urls: dict[str, httpx2.URL] = {}  # parsed once: an app calls the same few endp
 Headers = Sequence[tuple[str, str]] | Sequence[tuple[bytes, bytes]]
 
 
+def _wire(text: str | bytes) -> bytes:
+    """A native stack's header text as the bytes it puts on the wire: latin-1, as
+    http.client sends (requests, urllib3), else UTF-8 (aiohttp's encoding). httpx2 itself
+    would refuse anything but ASCII."""
+    if isinstance(text, bytes):
+        return text
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
 def make_request(method: str, url: str, headers: Headers, content: bytes) -> httpx2.Request:
     """The httpx2 request the engine sees for a native one: built field by field (the four
     attributes ``httpx2.Request.__init__`` sets), which costs a twentieth of the constructor
@@ -108,7 +120,7 @@ def make_request(method: str, url: str, headers: Headers, content: bytes) -> htt
     request = httpx2.Request.__new__(httpx2.Request)
     request.method = method.upper()
     request.url = parsed
-    request.headers = httpx2.Headers(headers)
+    request.headers = httpx2.Headers([(_wire(k), _wire(v)) for k, v in headers])
     request.extensions = {}
     request.stream = httpx2.ByteStream(content)
     request._content = content

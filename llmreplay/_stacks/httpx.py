@@ -64,9 +64,31 @@ def _error(exc: httpx2.HTTPError, request: httpx.Request) -> Exception:
     return cls(str(exc), request=request)
 
 
-def _parts(request: httpx.Request) -> tuple[str, str, list[tuple[bytes, bytes]], bytes]:
-    """What ``exchange`` takes: method, URL, headers (raw bytes, as sent) and body."""
-    return request.method, str(request.url), request.headers.raw, request.content
+_urls: dict[Any, str] = {}  # an httpx URL's parsed form -> its text (an app calls a few)
+_DECODING = (b"content-type", b"content-encoding")
+
+
+def _url(url: httpx.URL) -> str:
+    """``str(url)``, which httpx rebuilds from the parsed parts on every call, once per
+    distinct URL (keyed by those parts, a named tuple)."""
+    parts = getattr(url, "_uri_reference", None)
+    if parts is None:  # pragma: no cover - an httpx without it
+        return str(url)
+    text = _urls.get(parts)
+    if text is None:
+        if len(_urls) >= 1024:
+            _urls.clear()
+        text = _urls[parts] = str(url)
+    return text
+
+
+def _decoding(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
+    """The headers a raw key reads (content-type, content-encoding, in order), from httpx's
+    (raw name, lower name, value) list without decoding or copying the others."""
+    items = getattr(headers, "_list", None)
+    if items is None:  # pragma: no cover - an httpx without it
+        return headers.raw
+    return [(lower, value) for _, lower, value in items if lower in _DECODING]
 
 
 def _from_native(
@@ -165,12 +187,13 @@ class HttpxTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return _from_native(response, NativeStream(iter(stream), stream.close))
 
         request.read()
-        method, url, headers, content = _parts(request)
-        played = self.cassette._replay_seen(method, url, headers, content)
+        method, url, content = request.method, _url(request.url), request.content
+        played = self.cassette._replay_seen(method, url, _decoding(request.headers), content)
         if played is not None:  # bytes seen before: no request object, no plan
             return _replayed(self.cassette, played, request)
         try:
-            answer = exchange(self.cassette, make_request(method, url, headers, content), send)
+            sent = make_request(method, url, request.headers.raw, content)
+            answer = exchange(self.cassette, sent, send)
         except httpx2.HTTPError as exc:
             raise _error(exc, request) from exc
         except LLMReplayError as exc:
@@ -189,13 +212,13 @@ class HttpxTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return _from_native(response, AsyncNativeStream(aiter(stream), stream.aclose))
 
         await request.aread()
-        method, url, headers, content = _parts(request)
-        played = self.cassette._replay_seen(method, url, headers, content)
+        method, url, content = request.method, _url(request.url), request.content
+        played = self.cassette._replay_seen(method, url, _decoding(request.headers), content)
         if played is not None:
             return _replayed(self.cassette, played, request)
         try:
-            request2 = make_request(method, url, headers, content)
-            answer = await aexchange(self.cassette, request2, send)
+            sent = make_request(method, url, request.headers.raw, content)
+            answer = await aexchange(self.cassette, sent, send)
         except httpx2.HTTPError as exc:
             raise _error(exc, request) from exc
         except LLMReplayError as exc:

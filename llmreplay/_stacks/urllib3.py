@@ -258,19 +258,31 @@ def _response(
 
 
 def _native(answer: httpx2.Response, kw: dict[str, Any]) -> urllib3.HTTPResponse:
-    """The engine's answer as urllib3's response."""
+    """The engine's answer as urllib3's response (header names as received, not lowered)."""
     body = _Body(answer, kw["method"])
-    return _response(answer.status_code, answer.headers.multi_items(), body, kw)
+    encoding = answer.headers.encoding
+    pairs = [(k.decode(encoding), v.decode(encoding)) for k, v in answer.headers.raw]
+    return _response(answer.status_code, pairs, body, kw)
+
+
+def _length(headers: Pairs) -> int | None:
+    for name, value in headers:
+        if name.lower() == "content-length":
+            return int(value) if value.isdigit() else None
+    return None
 
 
 def _replayed(cassette: Cassette, item: Interaction, kw: dict[str, Any]) -> urllib3.HTTPResponse:
-    """A recording the cassette plays as urllib3's response: a whole body straight from
-    the recording, anything else (cut, chunk-framed) through the cassette's stream."""
+    """A recording the cassette plays as urllib3's response: a whole, non-empty body of
+    the length its ``content-length`` says, straight from the recording; anything else
+    (cut, chunk-framed, empty, a length that does not match) through the cassette's
+    stream, which reads as a socket would (``_Body``): an empty body is read once before
+    urllib3 sees it closed and gives the connection back, a short one is reported."""
     recorded = item.response
     data = recorded.whole
-    if data is None:
-        return _native(cassette._replayed(None, item), kw)
     headers = recorded.headers
+    if not data or kw["method"] == "HEAD" or _length(headers) != len(data):
+        return _native(cassette._replayed(None, item), kw)
     return _response(recorded.status, headers, _Whole(data, kw["method"], headers), kw)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,15 @@ import httpx
 import httpx2
 import pytest
 import requests
+import requests.adapters
 import urllib3
+import urllib3.exceptions
 from urllib3.exceptions import EmptyPoolError
 
 import llmreplay
 from llmreplay import _format, _stacks
 from llmreplay._cassette import Cassette
+from llmreplay._format import RecordedResponse
 from llmreplay.faults import PASS
 from tests.stacks.clients import body, sse_text
 
@@ -213,3 +217,102 @@ def test_a_stacks_version_is_read_once_per_process(monkeypatch: pytest.MonkeyPat
     for _ in range(3):
         assert all(_stacks.available(stack) for stack in _stacks.LIBRARIES)
     assert sorted(reads) == sorted(_stacks.LIBRARIES.values())
+
+
+# Recorded answers the seen path must not play differently on urllib3 and requests: an empty
+# body (a socket read once, then closed: the pool gets its connection back), a body shorter
+# than its content-length (reported as urllib3 reports a short read) and header names in
+# their recorded case (an imported or edited cassette).
+ODD = {
+    "empty": RecordedResponse(204, [("x-a", "b")], body=b""),
+    "short": RecordedResponse(200, [("content-length", "100")], body=b'{"a":1}'),
+    "cased": RecordedResponse(
+        200, [("Content-Type", "application/json"), ("X-Id", "a")], body=b"{}"
+    ),
+}
+
+
+def _with_answer(path: Path, answer: RecordedResponse) -> bytes:
+    """A cassette whose one recording answers ``answer``; the request's bytes."""
+    _record(path)
+    items, match = _format.decode(path.read_bytes(), path)
+    items[0].response = answer
+    path.write_bytes(_format.encode(items[:1], match))
+    return items[0].request.body
+
+
+def _through_blocking_pool(stack: str, data: bytes) -> list[Any]:
+    """Three requests through a pool of one connection that blocks; what each read gave."""
+    seen: list[Any] = []
+    if stack == "requests":
+        with requests.Session() as session:
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=1, pool_block=True)
+            session.mount("http://", adapter)
+            for _ in range(3):  # read as requests reads (whole, no close): what releases?
+                try:
+                    r = session.post(URL, data=data, headers=SENT, timeout=2)
+                    seen.append((r.status_code, r.content, list(r.raw.headers.items())))
+                except requests.exceptions.ChunkedEncodingError as exc:
+                    seen.append((0, type(exc.args[0].args[1]).__name__, []))
+                (key,) = adapter.poolmanager.pools.keys()  # the pool requests used
+                pool = adapter.poolmanager.pools[key]
+                back = pool.pool.qsize() if pool.pool is not None else None
+                assert back == 1, "the connection was not given back: the next request hangs"
+            seen.append(back)
+        return seen
+    pool3 = urllib3.HTTPConnectionPool("127.0.0.1", 9, maxsize=1, block=True)
+    for _ in range(3):
+        r3 = pool3.urlopen(
+            "POST",
+            "/v1/chat/completions",
+            body=data,
+            headers=SENT,
+            preload_content=False,
+            pool_timeout=2,
+            retries=False,
+        )
+        got: bytes | str
+        try:
+            got = b"".join(r3.stream(3, decode_content=False))
+        except urllib3.exceptions.ProtocolError as exc:
+            got = type(exc.args[1]).__name__  # IncompleteRead, as a short socket read gives
+        seen.append((r3.status, got, list(r3.headers.items())))
+        # no release_conn(): reading to the end gives the connection back, as on a socket
+    seen.append(pool3.pool.qsize() if pool3.pool is not None else None)
+    pool3.close()
+    return seen
+
+
+@pytest.mark.parametrize("answer", ODD)
+@pytest.mark.parametrize("stack", ["requests", "urllib3"])
+def test_odd_answers_play_alike_on_both_paths(stack: str, answer: str, tmp_path: Path) -> None:
+    path = tmp_path / "c.msgpack"
+    data = _with_answer(path, ODD[answer])
+    results = {}
+    for name, faults in (("seen", None), ("planned", [PASS] * 3)):
+        with llmreplay.cassette(path, faults=faults, allow_repeats=True) as cas:
+            results[name] = _through_blocking_pool(stack, data)
+        assert cas.stats.played == 3
+    assert results["seen"] == results["planned"]
+    assert results["seen"][-1] == 1  # the one connection is back in the pool
+    if answer == "cased":
+        assert results["seen"][0][2][:2] == [("Content-Type", "application/json"), ("X-Id", "a")]
+    if answer == "short":
+        assert results["seen"][0][1] == "IncompleteRead"
+
+
+def test_a_header_that_is_not_ascii_is_captured_as_sent(tmp_path: Path) -> None:
+    """requests sends header text as latin-1 (http.client); capture must not refuse it."""
+    path = tmp_path / "c.msgpack"
+    upstream = httpx2.MockTransport(lambda r: httpx2.Response(200, json={"ok": 1}))
+    sent = {**SENT, "x-user": "José"}
+    with (
+        llmreplay.cassette(path, mode="record") as rec,
+        httpx2.Client(transport=rec.transport(upstream), headers=SENT) as client,
+    ):
+        client.post(URL, json=body("plain"), headers=[(b"x-user", "José".encode("latin-1"))])
+    for faults in (None, [PASS]):
+        with llmreplay.cassette(path, faults=faults) as cas:
+            r = requests.post(URL, data=json.dumps(body("plain")).encode(), headers=sent)
+            assert r.json() == {"ok": 1}
+        assert cas.stats.played == 1
