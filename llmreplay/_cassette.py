@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -158,6 +159,7 @@ _MAX_RAW_KEYS = 100_000  # live requests remembered beyond the recordings
 _MAX_RAW_BYTES = 64 << 20  # and the bytes of their URLs and bodies, at most
 Headers = Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]
 RawKey = tuple[str, str, str, str, bytes]
+_PLAYS = frozenset({Mode.REPLAY, Mode.AUTO})  # the modes that play recordings (Mode.reads)
 _TYPE: frozenset[str | bytes] = frozenset({"content-type", b"content-type"})
 _DECODING: frozenset[str | bytes] = _TYPE | {"content-encoding", b"content-encoding"}
 
@@ -178,6 +180,14 @@ def _raw_key(method: str, url: str, headers: Headers, body: bytes) -> RawKey | N
                     kind = value
             elif coding is None:
                 coding = value
+    return raw_parts(method, url, kind, coding, body)
+
+
+def raw_parts(
+    method: str, url: str, kind: str | bytes | None, coding: str | bytes | None, body: bytes
+) -> RawKey | None:
+    """``_raw_key`` for a stack that reads the first ``content-type`` (``kind``) and
+    ``content-encoding`` (``coding``) of a request itself, cheaper than listing them all."""
     if isinstance(kind, bytes):
         if not kind.isascii():
             return None
@@ -641,29 +651,34 @@ class Cassette:
                 raw_keys = self._raw_keys
         return raw_keys
 
-    def _replay_seen(
-        self, method: str, url: str, headers: Headers, body: bytes
-    ) -> _format.Interaction | None:
+    def _replay_request(self, request: httpx2.Request) -> httpx2.Response | None:
+        """``_replay_seen`` for an httpx2 request, as its response (or None)."""
+        raw = _raw_key(request.method, str(request.url), request.headers.raw, request.content)
+        played = self._replay_seen(raw)
+        return None if played is None else self._replayed(request, played)
+
+    def _replay_seen(self, raw: RawKey | None) -> _format.Interaction | None:
         """The replay path for bytes seen before, with no request object built: when only
         a recording can answer (a mode that plays them, no fault schedule, no ignored hosts,
         no pacing, a key of raw parts) and these very bytes have a key, the recording to
         play (counted as played; ``_replayed`` makes it a response, or an adapter its own
-        from a ``whole`` body). ``None`` otherwise: the caller takes the full path
+        from a ``whole`` body). ``raw`` is the request's ``_raw_key`` (or ``raw_parts``).
+        ``None`` otherwise: the caller takes the full path
         (``_plan``), which decides the same request alike (a lookup that finds nothing
         advances nothing)."""
+        mode = self.mode
         if not (
-            self._raw_keys_apply
+            mode in _PLAYS
+            and self._raw_keys_apply
             and self.faults is None
             and not self._ignore_hosts
             and not self.realtime
-            and (self.mode is Mode.REPLAY or self.mode is Mode.AUTO)  # Mode.reads, inlined
         ):
             return None
-        raw = _raw_key(method, url, headers, body)
         key = None if raw is None else (self._raw_keys or self._raw_key_table()).get(raw)
         if key is None:
             return None
-        action = decide(self.mode, None, lambda: self._next(key))
+        action = decide(mode, None, partial(self._next, key))
         return action.interaction if isinstance(action, Replay) else None
 
     def _plan(self, request: httpx2.Request) -> Plan:

@@ -62,17 +62,9 @@ class CassetteTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
             self._own_async = httpx2.AsyncHTTPTransport()
         return self._own_async
 
-    def _seen(self, request: httpx2.Request) -> httpx2.Response | None:
-        """The replay of a request whose bytes were seen before (no plan needed), or None."""
-        cassette = self.cassette
-        played = cassette._replay_seen(
-            request.method, str(request.url), request.headers.raw, request.content
-        )
-        return None if played is None else cassette._replayed(request, played)
-
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         request.read()
-        seen = self._seen(request)
+        seen = self.cassette._replay_request(request)
         if seen is not None:
             return seen
         plan = self.cassette._plan(request)
@@ -94,7 +86,7 @@ class CassetteTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         await request.aread()
-        seen = self._seen(request)
+        seen = self.cassette._replay_request(request)
         if seen is not None:
             return seen
         plan = self.cassette._plan(request)

@@ -30,7 +30,7 @@ from aiohttp.http_parser import DeflateBuffer
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from .. import _patch
-from .._cassette import Cassette
+from .._cassette import Cassette, _raw_key
 from .._streams import ReplayStream
 from . import AsyncNativeStream, aexchange, make_request
 
@@ -174,7 +174,7 @@ def _middleware(cassette: Cassette, decompress: bool) -> Any:
             return _from_native(await handler(req))
 
         url = str(req.url)
-        played = cassette._replay_seen(req.method, url, headers, content)
+        played = cassette._replay_seen(_raw_key(req.method, url, headers, content))
         if played is not None:  # bytes seen before: no request object, no plan
             return _native(cassette._replayed(None, played), req, len(content), decompress)
         try:

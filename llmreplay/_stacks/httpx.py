@@ -18,6 +18,7 @@ import httpx
 import httpx2
 
 from .. import _patch
+from .._cassette import RawKey, _raw_key, raw_parts
 from .._errors import LLMReplayError
 from . import AsyncNativeStream, NativeStream, aexchange, exchange, make_request
 
@@ -65,7 +66,6 @@ def _error(exc: httpx2.HTTPError, request: httpx.Request) -> Exception:
 
 
 _urls: dict[Any, str] = {}  # an httpx URL's parsed form -> its text (an app calls a few)
-_DECODING = (b"content-type", b"content-encoding")
 
 
 def _url(url: httpx.URL) -> str:
@@ -82,13 +82,25 @@ def _url(url: httpx.URL) -> str:
     return text
 
 
-def _decoding(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
-    """The headers a raw key reads (content-type, content-encoding, in order), from httpx's
-    (raw name, lower name, value) list without decoding or copying the others."""
-    items = getattr(headers, "_list", None)
+_DECODING = frozenset({b"content-type", b"content-encoding"})
+
+
+def _raw(request: httpx.Request, url: str) -> RawKey | None:
+    """The request's raw key (``_cassette._raw_key``), its first content-type and
+    content-encoding read from httpx's (raw name, lower name, value) list without decoding
+    or copying the other headers."""
+    items = getattr(request.headers, "_list", None)
     if items is None:  # pragma: no cover - an httpx without it
-        return headers.raw
-    return [(lower, value) for _, lower, value in items if lower in _DECODING]
+        return _raw_key(request.method, url, request.headers.raw, request.content)
+    kind = coding = None
+    for _, lower, value in items:
+        if lower in _DECODING:  # one set lookup per header: most are neither
+            if lower == b"content-type":
+                if kind is None:
+                    kind = value
+            elif coding is None:
+                coding = value
+    return raw_parts(request.method, url, kind, coding, request.content)
 
 
 def _from_native(
@@ -187,12 +199,12 @@ class HttpxTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return _from_native(response, NativeStream(iter(stream), stream.close))
 
         request.read()
-        method, url, content = request.method, _url(request.url), request.content
-        played = self.cassette._replay_seen(method, url, _decoding(request.headers), content)
+        url = _url(request.url)
+        played = self.cassette._replay_seen(_raw(request, url))
         if played is not None:  # bytes seen before: no request object, no plan
             return _replayed(self.cassette, played, request)
         try:
-            sent = make_request(method, url, request.headers.raw, content)
+            sent = make_request(request.method, url, request.headers.raw, request.content)
             answer = exchange(self.cassette, sent, send)
         except httpx2.HTTPError as exc:
             raise _error(exc, request) from exc
@@ -212,12 +224,12 @@ class HttpxTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             return _from_native(response, AsyncNativeStream(aiter(stream), stream.aclose))
 
         await request.aread()
-        method, url, content = request.method, _url(request.url), request.content
-        played = self.cassette._replay_seen(method, url, _decoding(request.headers), content)
+        url = _url(request.url)
+        played = self.cassette._replay_seen(_raw(request, url))
         if played is not None:
             return _replayed(self.cassette, played, request)
         try:
-            sent = make_request(method, url, request.headers.raw, content)
+            sent = make_request(request.method, url, request.headers.raw, request.content)
             answer = await aexchange(self.cassette, sent, send)
         except httpx2.HTTPError as exc:
             raise _error(exc, request) from exc

@@ -34,11 +34,12 @@ from urllib3.exceptions import (
 )
 
 from .. import _patch
+from .._cassette import RawKey, _raw_key, raw_parts
 from . import NativeStream, exchange, make_request
 
 if TYPE_CHECKING:
     from .._cassette import Cassette
-    from .._format import Interaction
+    from .._format import Interaction, RecordedResponse
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _original: Any = None
@@ -78,24 +79,16 @@ def _body(body: Any) -> bytes:
     return b"".join(c.encode("utf-8") if isinstance(c, str) else bytes(c) for c in body)
 
 
-def _decoding(sent: Any) -> list[tuple[str, str]]:
-    """The request's headers, or as many as a raw key reads (``content-type`` and
-    ``content-encoding``, the first of each) where taking them all costs more: an
-    ``HTTPHeaderDict`` (what urllib3 sends) iterates in Python."""
-    if sent is None:
-        return []
-    # HTTPHeaderDict keeps lower name -> [name, value, ...]; getlist() reads the same
+def _raw(method: str, url: str, sent: Any, content: bytes) -> RawKey | None:
+    """The request's raw key (``_cassette._raw_key``); from an ``HTTPHeaderDict`` (what
+    urllib3 sends, lower name -> [name, value, ...], iterated only in Python) its first
+    content-type and content-encoding are read directly."""
     container = getattr(sent, "_container", None)
-    if not (isinstance(sent, urllib3.HTTPHeaderDict) and isinstance(container, dict)):
-        return list(sent.items())
-    pairs = []
-    kind = container.get("content-type")
-    if kind:
-        pairs.append(("content-type", kind[1]))
-    coding = container.get("content-encoding")
-    if coding:
-        pairs.append(("content-encoding", coding[1]))
-    return pairs
+    if isinstance(sent, urllib3.HTTPHeaderDict) and isinstance(container, dict):
+        kind = container.get("content-type")
+        coding = container.get("content-encoding")
+        return raw_parts(method, url, kind and kind[1], coding and coding[1], content)
+    return _raw_key(method, url, [] if sent is None else list(sent.items()), content)
 
 
 def _request_error(
@@ -272,17 +265,36 @@ def _length(headers: Pairs) -> int | None:
     return None
 
 
-def _replayed(cassette: Cassette, item: Interaction, kw: dict[str, Any]) -> urllib3.HTTPResponse:
-    """A recording the cassette plays as urllib3's response: a whole, non-empty body of
-    the length its ``content-length`` says, straight from the recording; anything else
-    (cut, chunk-framed, empty, a length that does not match) through the cassette's
-    stream, which reads as a socket would (``_Body``): an empty body is read once before
-    urllib3 sees it closed and gives the connection back, a short one is reported."""
-    recorded = item.response
+# id(recorded response) -> (it, its body when handed over whole, else None): decided once
+_wholes: dict[int, tuple[RecordedResponse, bytes | None]] = {}
+
+
+def _whole(recorded: RecordedResponse) -> bytes | None:
+    """A recorded body to hand over in one piece: whole, non-empty and of the length its
+    ``content-length`` says. Anything else reads as a socket would (``_Body``): an empty
+    body is read once before urllib3 sees it closed and gives the connection back, a
+    short one is reported."""
+    known = _wholes.get(id(recorded))
+    if known is not None and known[0] is recorded:
+        return known[1]
     data = recorded.whole
-    headers = recorded.headers
-    if not data or kw["method"] == "HEAD" or _length(headers) != len(data):
+    if not data or _length(recorded.headers) != len(data):
+        data = None
+    if len(_wholes) >= 4096:
+        _wholes.clear()
+    _wholes[id(recorded)] = (recorded, data)
+    return data
+
+
+def _replayed(cassette: Cassette, item: Interaction, kw: dict[str, Any]) -> urllib3.HTTPResponse:
+    """A recording the cassette plays as urllib3's response: straight from the recording
+    when its body can be handed over whole (``_whole``), else through the cassette's
+    stream."""
+    recorded = item.response
+    data = _whole(recorded)
+    if data is None or kw["method"] == "HEAD":
         return _native(cassette._replayed(None, item), kw)
+    headers = recorded.headers
     return _response(recorded.status, headers, _Whole(data, kw["method"], headers), kw)
 
 
@@ -306,12 +318,13 @@ def _make_request(
         return _original(self, conn, method, url, *args, **kwargs)  # type: ignore[no-any-return]
     # The call's arguments by name (what inspect's bind + apply_defaults give, cheaper).
     call = {**_defaults, "self": self, "conn": conn, "method": method, "url": url}
-    call.update(zip(_names, args, strict=False))  # args never outnumber the parameters
+    if args:  # urllib3 passes them by name; others may not
+        call.update(zip(_names, args, strict=False))  # never more than the parameters
     call.update(kwargs)
     body = call["body"]
     content = _body(body)
     sent = call["headers"]
-    played = cassette._replay_seen(method, full, _decoding(sent), content)
+    played = cassette._replay_seen(_raw(method, full, sent, content))
     if played is not None:  # bytes seen before: no request object, no plan
         return _replayed(cassette, played, call)
     headers = [] if sent is None else list(sent.items())

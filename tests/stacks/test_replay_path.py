@@ -25,7 +25,7 @@ from urllib3.exceptions import EmptyPoolError
 
 import llmreplay
 from llmreplay import _format, _stacks
-from llmreplay._cassette import Cassette
+from llmreplay._cassette import Cassette, _raw_key
 from llmreplay._format import RecordedResponse
 from llmreplay.faults import PASS
 from tests.stacks.clients import body, sse_text
@@ -152,22 +152,25 @@ def test_a_seen_replay_answers_as_the_planned_replay_does(
 def test_only_a_recording_may_answer_seen_bytes(options: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "c.msgpack"
     _record(path)
-    raw = body("plain")
+    payload = body("plain")
+    seen = _raw_key(
+        "POST", URL, list(SENT.items()), httpx2.Request("POST", URL, json=payload).content
+    )
+    unseen = _raw_key("POST", URL, list(SENT.items()), b"{}")
     with llmreplay.cassette(path) as plain:
-        assert plain._replay_seen("POST", URL, [("content-type", "application/json")], b"x") is None
+        assert plain._replay_seen(unseen) is None
+        assert plain._replay_seen(seen) is not None  # the recorded bytes: played from here
+    assert plain.stats.played == 1
     with llmreplay.cassette(path, **options) as cas, httpx2.Client(headers=SENT) as client:
         # each of these needs the plan: a fault schedule to consult, pacing, a host rule
-        assert (
-            cas._replay_seen(
-                "POST", URL, list(SENT.items()), httpx2.Request("POST", URL, json=raw).content
-            )
-            is None
-        )
-        assert client.post(URL, json=raw).json()["choices"][0]["message"]["content"] == "hi"
+        assert cas._replay_seen(seen) is None
+        assert client.post(URL, json=payload).json()["choices"][0]["message"]["content"] == "hi"
     assert cas.stats.played == 1
     for mode in ("record", "live"):  # modes that never play a recording
-        with llmreplay.cassette(tmp_path / f"{mode}.msgpack", mode=mode) as other:
-            assert other._replay_seen("POST", URL, list(SENT.items()), b"{}") is None
+        with llmreplay.cassette(path, mode=mode) as other:
+            assert other._replay_seen(seen) is None
+        path.unlink(missing_ok=True)  # record rewrote it empty: start again
+        _record(path)
 
 
 @pytest.mark.parametrize("preload", [True, False], ids=["preloaded", "streamed"])
