@@ -107,10 +107,14 @@ def bench_replay(folder: Path, sizes: list[int], sample: int) -> list[dict[str, 
         path = folder / f"replay-{size}.msgpack"
         build_cassette(path, size)
         calls = [(i * 7919) % size for i in range(sample)]  # spread over the whole cassette
-        floor = per_call(lambda n: ask(floor_client, n), calls)
         cas = llmreplay.cassette(path, allow_repeats=True)
         ours_client = sdk(cas.transport())
-        ours = per_call(lambda n, c=ours_client: ask(c, n), calls)
+        # Alternating passes (a machine busy with other work slows both alike), best of each.
+        floors, ourss = [], []
+        for _ in range(5):
+            floors.append(per_call(lambda n: ask(floor_client, n), calls, 1))
+            ourss.append(per_call(lambda n, c=ours_client: ask(c, n), calls, 1))
+        floor, ours = min(floors), min(ourss)
         row: dict[str, Any] = {"size": size, "floor_ms": floor * 1e3, "llmreplay_ms": ours * 1e3}
         row["llmreplay_ratio"] = ours / floor
         for name, serializer in (("json", jsonserializer), ("yaml", yamlserializer)):
@@ -168,16 +172,28 @@ def bench_record(folder: Path, calls: int) -> dict[str, Any]:
         live_client = sdk(httpx2.HTTPTransport(), server.url)
         for n in range(20):  # warm the connection and the server
             ask(live_client, n)
-        live = per_call(lambda n: ask(live_client, n), list(range(calls)), 1)
-
         path = folder / "record.msgpack"
         cas = llmreplay.cassette(path, mode="record")
         ours_client = sdk(cas.transport(httpx2.HTTPTransport()), server.url)
+        ask(ours_client, -1)  # warm its connection too
+        # Live and record alternate in passes (a machine busy with other work slows both
+        # alike); each side is its best pass. Record's save is timed once and spread over
+        # every recorded call.
+        rounds = 5
+        per_pass = calls // rounds
+        lives, records = [], []
+        for r in range(rounds):
+            passes = range(r * per_pass, (r + 1) * per_pass)
+            lives.append(per_call(lambda n: ask(live_client, n), list(passes), 1))
+            start = time.perf_counter()
+            for n in passes:
+                ask(ours_client, n)
+            records.append((time.perf_counter() - start) / per_pass)
         start = time.perf_counter()
-        for n in range(calls):
-            ask(ours_client, n)
         cas.save()
-        ours = (time.perf_counter() - start) / calls
+        saved = time.perf_counter() - start
+        live = min(lives)
+        ours = min(records) + saved / (per_pass * rounds + 1)
 
         vpath = folder / "record.yaml"
         theirs_client = sdk(httpx2.HTTPTransport(), server.url)

@@ -653,6 +653,8 @@ class Cassette:
 
     def _replay_request(self, request: httpx2.Request) -> httpx2.Response | None:
         """``_replay_seen`` for an httpx2 request, as its response (or None)."""
+        if self.mode not in _PLAYS:  # record and live: nothing to look for
+            return None
         raw = _raw_key(request.method, str(request.url), request.headers.raw, request.content)
         played = self._replay_seen(raw)
         return None if played is None else self._replayed(request, played)
