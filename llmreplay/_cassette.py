@@ -278,7 +278,7 @@ class Cassette:
         self._origin: dict[int, int] = {}  # id(item) -> its index among its key's, on file
         # id(item) -> (item, its response headers encoded once), for replay
         self._heads: dict[int, tuple[_format.Interaction, httpx2.Headers]] = {}
-        # raw request digest -> key; only for keys made of method, URL parts and body
+        # a request's raw parts (_raw_key) -> key; only for keys made of method, URL, body
         self._raw_keys: dict[RawKey, str] | None = None
         self._raw_bytes = 0  # of the live requests' parts in _raw_keys
         self._raw_keys_apply = not self._matchers and set(self._spec.match_on) <= _RAW_PARTS
@@ -614,7 +614,7 @@ class Cassette:
     def _key(self, request: httpx2.Request) -> tuple[str, RequestView | None]:
         """The request's key, and its view when making the key needed one. Fast path: when
         the key depends only on the method, URL and body (and the content headers that
-        decode it), a digest of those raw bytes finds the key of a recording sent with the
+        decode it), those raw parts (``_raw_key``) find the key of a recording sent with the
         very same bytes, or of an earlier identical request, without decoding the headers or
         parsing the JSON body again. Same bytes, same canonical form."""
         if not self._raw_keys_apply:
@@ -665,9 +665,8 @@ class Cassette:
         no pacing, a key of raw parts) and these very bytes have a key, the recording to
         play (counted as played; ``_replayed`` makes it a response, or an adapter its own
         from a ``whole`` body). ``raw`` is the request's ``_raw_key`` (or ``raw_parts``).
-        ``None`` otherwise: the caller takes the full path
-        (``_plan``), which decides the same request alike (a lookup that finds nothing
-        advances nothing)."""
+        ``None`` otherwise: the caller takes the full path (``_plan``), which decides the
+        same request alike (a lookup that finds nothing advances nothing)."""
         mode = self.mode
         if not (
             mode in _PLAYS
