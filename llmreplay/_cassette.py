@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T", httpx2.BaseTransport, httpx2.AsyncBaseTransport)
 _F = TypeVar("_F", bound=Callable[..., Any])
+_D = TypeVar("_D")
 
 # Used when no API key is configured: replay needs none, and it is never sent upstream.
 PLACEHOLDER_KEY = "sk-llmreplay-no-key"
@@ -199,6 +200,12 @@ def raw_parts(
     return (method, url, kind or "", coding or "", body)
 
 
+def _encoded(headers: _format.Headers) -> list[tuple[bytes, bytes]]:
+    """Recorded header text as bytes: UTF-8, which decodes back to the same text (httpx2
+    would encode as ASCII and refuse a recorded ``x-name: José``)."""
+    return [(k.encode(), v.encode("utf-8", "surrogateescape")) for k, v in headers]
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -276,8 +283,8 @@ class Cassette:
         if ignore_localhost:
             self._ignore_hosts |= {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
         self._origin: dict[int, int] = {}  # id(item) -> its index among its key's, on file
-        # id(item) -> (item, its response headers encoded once), for replay
-        self._heads: dict[int, tuple[_format.Interaction, httpx2.Headers]] = {}
+        # id(recorded response) -> (it, its parts then, derive, derive(it)): _derived
+        self._derivations: dict[int, tuple[Any, ...]] = {}
         # a request's raw parts (_raw_key) -> key; only for keys made of method, URL, body
         self._raw_keys: dict[RawKey, str] | None = None
         self._raw_bytes = 0  # of the live requests' parts in _raw_keys
@@ -627,7 +634,7 @@ class Cassette:
             return key, None
         view = _view(request)
         key = self._spec.key(view)
-        if raw is not None:
+        if raw is not None and self.mode in _PLAYS:  # record and live never look it up
             size = len(raw[1]) + len(raw[4])
             with self._lock:
                 if len(raw_keys) < _MAX_RAW_KEYS and self._raw_bytes + size <= _MAX_RAW_BYTES:
@@ -817,12 +824,27 @@ class Cassette:
             request=request,
             extensions=self._played_extensions(item),
         )
-        entry = self._heads.get(id(item))
-        if entry is None or entry[0] is not item:  # headers encoded once per recording
-            entry = self._heads[id(item)] = (item, httpx2.Headers(recorded.headers))
-        head = entry[1]
-        response.headers = httpx2.Headers(head, encoding=head.encoding)  # each its own copy
+        response.headers = httpx2.Headers(_encoded(recorded.headers))
         return response
+
+    def _derived(self, recorded: _format.RecordedResponse, derive: Callable[[Any], _D]) -> _D:
+        """``derive(recorded)``, worked out once per recording while this cassette lives
+        (an adapter's decision about how to play it), and again if the recording's body,
+        chunks or headers were replaced since (``cut`` goes with the chunks)."""
+        known = self._derivations.get(id(recorded))
+        if (
+            known is not None
+            and known[0] is recorded
+            and known[1] is recorded.body
+            and known[2] is recorded.headers
+            and known[3] is recorded.chunks
+            and known[4] is derive
+        ):
+            return known[5]  # type: ignore[no-any-return]
+        value = derive(recorded)
+        parts = (recorded.body, recorded.headers, recorded.chunks)
+        self._derivations[id(recorded)] = (recorded, *parts, derive, value)
+        return value
 
     def _from_upstream(
         self, request: httpx2.Request, response: httpx2.Response, plan: Upstream, started: float

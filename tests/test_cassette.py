@@ -67,12 +67,17 @@ def test_live_raw_keys_are_bounded_by_count_and_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_cassette, "_MAX_RAW_BYTES", 2_000)
-    cas = llmreplay.cassette(tmp_path / "c.msgpack", mode="record")
     answer = httpx2.MockTransport(lambda r: httpx2.Response(200, json={}))
-    with httpx2.Client(transport=cas.transport(answer)) as client:
-        for n in range(20):
-            client.post(URL, content=b'{"n": %d, "pad": "%s"}' % (n, b"x" * 400))
-    assert cas._raw_keys is not None
-    assert 0 < cas._raw_bytes <= 2_000
-    assert len(cas._raw_keys) == cas._raw_bytes // (len(URL) + 411)  # then no more were kept
-    assert cas.stats.recorded == 20  # bounded memory, not fewer answers
+    kept = {}
+    for mode in ("auto", "record", "live"):
+        cas = llmreplay.cassette(tmp_path / f"{mode}.msgpack", mode=mode)
+        with httpx2.Client(transport=cas.transport(answer)) as client:
+            for n in range(20):
+                client.post(URL, content=b'{"n": %d, "pad": "%s"}' % (n, b"x" * 400))
+        kept[mode] = (len(cas._raw_keys or {}), cas._raw_bytes)
+        assert cas.stats.recorded + cas.stats.live == 20  # bounded memory, not fewer answers
+    entries, size = kept["auto"]
+    assert 0 < size <= 2_000
+    assert entries == size // (len(URL) + 411)  # then no more were kept
+    # record and live never look a request up, so they keep none
+    assert kept["record"] == kept["live"] == (0, 0)

@@ -96,12 +96,14 @@ _urls: dict[str, httpx2.URL] = {}  # parsed once: an app calls the same few endp
 Headers = Sequence[tuple[str, str]] | Sequence[tuple[bytes, bytes]]
 
 
-def _wire(text: str | bytes) -> bytes:
+def _wire(text: str | bytes | int) -> bytes:
     """A native stack's header text as the bytes it puts on the wire: latin-1, as
-    http.client sends (requests, urllib3), else UTF-8 (aiohttp's encoding). httpx2 itself
-    would refuse anything but ASCII."""
+    http.client sends (requests, urllib3), else UTF-8 (aiohttp's encoding); an integer as
+    its digits (http.client). httpx2 itself would refuse anything but ASCII."""
     if isinstance(text, bytes):
         return text
+    if isinstance(text, int):
+        return str(text).encode("ascii")
     try:
         return text.encode("latin-1")
     except UnicodeEncodeError:

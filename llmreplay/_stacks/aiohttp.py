@@ -135,7 +135,11 @@ def _native(
     response.status = answer.status_code
     response.reason = answer.reason_phrase
     response._headers = CIMultiDictProxy(CIMultiDict(pairs))
-    response._raw_headers = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs)
+    # aiohttp decodes received headers as UTF-8 (surrogateescape): its raw form is that
+    response._raw_headers = tuple(
+        (k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
+        for k, v in pairs
+    )
     cookies = tuple(v for k, v in pairs if k.lower() == "set-cookie")
     response._raw_cookie_headers = cookies or None
     content = aiohttp.StreamReader(_Fed(loop), 2**16, loop=loop)

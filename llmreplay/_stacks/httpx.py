@@ -18,7 +18,7 @@ import httpx
 import httpx2
 
 from .. import _patch
-from .._cassette import RawKey, _raw_key, raw_parts
+from .._cassette import RawKey, _encoded, _raw_key, raw_parts
 from .._errors import LLMReplayError
 from . import AsyncNativeStream, NativeStream, aexchange, exchange, make_request
 
@@ -163,7 +163,7 @@ def _replayed(cassette: Cassette, item: Interaction, request: httpx.Request) -> 
         return _native(cassette._replayed(None, item), request)
     return httpx.Response(
         recorded.status,
-        headers=recorded.headers,
+        headers=_encoded(recorded.headers),  # as the planned path: bytes, any text
         stream=httpx.ByteStream(recorded.body),
         request=request,
         extensions=cassette._played_extensions(item),

@@ -82,13 +82,32 @@ def _body(body: Any) -> bytes:
 def _raw(method: str, url: str, sent: Any, content: bytes) -> RawKey | None:
     """The request's raw key (``_cassette._raw_key``); from an ``HTTPHeaderDict`` (what
     urllib3 sends, lower name -> [name, value, ...], iterated only in Python) its first
-    content-type and content-encoding are read directly."""
+    content-type and content-encoding are read directly. A header value http.client would
+    refuse raises here as it would there (a replay must not pass what production fails)."""
     container = getattr(sent, "_container", None)
     if isinstance(sent, urllib3.HTTPHeaderDict) and isinstance(container, dict):
+        for entry in container.values():  # [name, value, ...]
+            for value in entry[1:] if len(entry) > 2 else (entry[1],):
+                if type(value) is not str and not isinstance(value, str | bytes):
+                    _refuse_value(entry[0], value)
         kind = container.get("content-type")
         coding = container.get("content-encoding")
         return raw_parts(method, url, kind and kind[1], coding and coding[1], content)
-    return _raw_key(method, url, [] if sent is None else list(sent.items()), content)
+    pairs = [] if sent is None else list(sent.items())
+    for name, value in pairs:
+        if not isinstance(value, str | bytes):
+            _refuse_value(name, value)
+    return _raw_key(method, url, pairs, content)
+
+
+def _refuse_value(name: str, value: object) -> None:
+    """http.client sends text, bytes and integers (as their digits); anything else fails."""
+    if isinstance(value, int):
+        return
+    raise TypeError(
+        f"header {name!r} has the value {value!r}: http.client sends only text, bytes and "
+        "integers, so urllib3 would fail to send this request"
+    )
 
 
 def _request_error(
@@ -159,6 +178,11 @@ class _Body:
         self._closed = False
         self._msg: http.client.HTTPMessage | None = None
         self.fp = self  # what urllib3 reads chunk framing from
+        # As http.client: a body of a known length is closed once that much was read, so
+        # urllib3 gives the connection back without a further, empty read.
+        length = answer.headers.get("content-length", "")
+        chunked = "chunked" in answer.headers.get("transfer-encoding", "").lower()
+        self._left = int(length) if length.isdigit() and not chunked else None
 
     def _next(self) -> bytes | None:
         if self._chunks is None:
@@ -187,7 +211,15 @@ class _Body:
                 return b""
             self._buffer = chunk
         data, self._buffer = self._buffer[:amt], self._buffer[amt:]
+        if self._left is not None:
+            self._left -= len(data)
+            if self._left <= 0 and not self._buffer:
+                while self._next() is not None:  # the stream's end: a recording commits
+                    pass
         return data
+
+    def read1(self, amt: int = -1) -> bytes:
+        return self.read(amt if amt is not None and amt > 0 else 1 << 16)
 
     @property
     def msg(self) -> http.client.HTTPMessage:
@@ -265,24 +297,14 @@ def _length(headers: Pairs) -> int | None:
     return None
 
 
-# id(recorded response) -> (it, its body when handed over whole, else None): decided once
-_wholes: dict[int, tuple[RecordedResponse, bytes | None]] = {}
-
-
 def _whole(recorded: RecordedResponse) -> bytes | None:
     """A recorded body to hand over in one piece: whole, non-empty and of the length its
     ``content-length`` says. Anything else reads as a socket would (``_Body``): an empty
     body is read once before urllib3 sees it closed and gives the connection back, a
     short one is reported."""
-    known = _wholes.get(id(recorded))
-    if known is not None and known[0] is recorded:
-        return known[1]
     data = recorded.whole
     if not data or _length(recorded.headers) != len(data):
-        data = None
-    if len(_wholes) >= 4096:
-        _wholes.clear()
-    _wholes[id(recorded)] = (recorded, data)
+        return None
     return data
 
 
@@ -291,7 +313,7 @@ def _replayed(cassette: Cassette, item: Interaction, kw: dict[str, Any]) -> urll
     when its body can be handed over whole (``_whole``), else through the cassette's
     stream."""
     recorded = item.response
-    data = _whole(recorded)
+    data = cassette._derived(recorded, _whole)  # decided once per recording
     if data is None or kw["method"] == "HEAD":
         return _native(cassette._replayed(None, item), kw)
     headers = recorded.headers

@@ -8,8 +8,10 @@ to the pool, and the stack version check reads package metadata once per process
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.metadata
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from llmreplay import _format, _stacks
 from llmreplay._cassette import Cassette, _raw_key
 from llmreplay._format import RecordedResponse
 from llmreplay.faults import PASS
+from tests.server import LoopbackServer
 from tests.stacks.clients import body, sse_text
 
 STACKS = ("httpx2", "httpx", "aiohttp", "requests", "urllib3")
@@ -319,3 +322,98 @@ def test_a_header_that_is_not_ascii_is_captured_as_sent(tmp_path: Path) -> None:
             r = requests.post(URL, data=json.dumps(body("plain")).encode(), headers=sent)
             assert r.json() == {"ok": 1}
         assert cas.stats.played == 1
+
+
+def test_a_cassette_dropped_frees_its_recordings(tmp_path: Path) -> None:
+    """What an adapter works out about a recording lives with the cassette, not the process."""
+    path = tmp_path / "c.msgpack"
+    data = _with_answer(path, RecordedResponse(200, [("content-length", "7")], body=b'{"a":1}'))
+    cas = llmreplay.cassette(path, allow_repeats=True)
+    body = cas.interactions[0].response.body
+    baseline = sys.getrefcount(body)
+    with cas, urllib3.PoolManager() as pool:
+        for _ in range(2):  # the second is a seen replay: its body handed over whole
+            assert pool.request("POST", URL, body=data, headers=SENT).data == b'{"a":1}'
+    assert cas.stats.played == 2
+    del cas
+    gc.collect()
+    assert sys.getrefcount(body) < baseline  # nothing outside the cassette holds it
+
+
+def test_a_recording_replaced_while_it_plays_is_played_as_it_is_now(tmp_path: Path) -> None:
+    path = tmp_path / "c.msgpack"
+    data = _with_answer(path, RecordedResponse(200, [("content-length", "7")], body=b'{"v":1}'))
+    with llmreplay.cassette(path, allow_repeats=True) as cas, urllib3.PoolManager() as pool:
+        first = pool.request("POST", URL, body=data, headers=SENT).data
+        response = cas.interactions[0].response
+        response.body = b'{"v":2}'
+        response.headers = [("content-length", "7"), ("x-new", "yes")]
+        again = pool.request("POST", URL, body=data, headers=SENT)
+    assert (first, again.data, again.headers.get("x-new")) == (b'{"v":1}', b'{"v":2}', "yes")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_response_header_that_is_not_ascii_replays_on_every_stack(
+    stack: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.msgpack"
+    _with_answer(path, RecordedResponse(200, [("x-name", "José 日本")], body=b"{}"))
+    seen = {}
+    for name, faults in (("seen", None), ("planned", [PASS] * 4)):
+        with llmreplay.cassette(path, faults=faults, allow_repeats=True):
+            _fetch(stack, stream=False)  # bytes first sent: they are seen from now on
+            headers = _fetch(stack, stream=False)["headers"]
+        seen[name] = [v for k, v in headers if k.lower() == "x-name"]
+    assert seen["seen"] == seen["planned"] == ["José 日本"]
+
+
+def test_urllib3_header_values_are_taken_as_http_client_takes_them(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """An integer is sent as its digits; None fails, as it fails on the way to a socket."""
+    path = tmp_path / "c.msgpack"
+    url = server.origin + "/v1/chat/completions"
+    data = httpx2.Request("POST", url, json=body("plain")).content
+    counted: Any = {**SENT, "x-retry": 3}  # urllib3 takes what http.client takes
+    with llmreplay.cassette(path, mode="record") as rec, urllib3.PoolManager() as pool:
+        assert pool.request("POST", url, body=data, headers=counted).status == 200
+    assert rec.stats.recorded == 1
+    server.stop()
+    broken: Any = {**SENT, "x-trace": None}
+    for faults in (None, [PASS] * 3):
+        with (
+            llmreplay.cassette(path, faults=faults, allow_repeats=True),
+            urllib3.PoolManager() as pool,
+        ):
+            for _ in range(2):
+                assert pool.request("POST", url, body=data, headers=counted).status == 200
+            with pytest.raises(TypeError, match="x-trace"):
+                pool.request("POST", url, body=data, headers=broken)
+    assert len(server.requests) == 1
+
+
+def test_urllib3_reads_a_sized_body_as_a_socket_gives_it(tmp_path: Path) -> None:
+    """Reading exactly content-length bytes gives the connection back (as http.client closes
+    then); read1() reads; on both paths."""
+    path = tmp_path / "c.msgpack"
+    payload = b'{"a":"' + b"x" * 50 + b'"}'
+    answer = RecordedResponse(200, [("content-length", str(len(payload)))], body=payload)
+    data = _with_answer(path, answer)
+    for faults in (None, [PASS] * 4):
+        pool = urllib3.HTTPConnectionPool("127.0.0.1", 9, maxsize=1, block=True)
+        with llmreplay.cassette(path, faults=faults, allow_repeats=True):
+            for read in ("exact", "read1"):
+                r = pool.urlopen(
+                    "POST",
+                    "/v1/chat/completions",
+                    body=data,
+                    headers=SENT,
+                    preload_content=False,
+                    pool_timeout=2,
+                )
+                got = r.read(len(payload)) if read == "exact" else r.read1(len(payload))
+                assert got == payload, (faults, read)
+                if read == "exact":
+                    assert pool.pool is not None and pool.pool.qsize() == 1, faults
+                r.release_conn()
+        pool.close()
