@@ -624,7 +624,7 @@ class Cassette:
         decode it), those raw parts (``_raw_key``) find the key of a recording sent with the
         very same bytes, or of an earlier identical request, without decoding the headers or
         parsing the JSON body again. Same bytes, same canonical form."""
-        if not self._raw_keys_apply:
+        if not self._raw_keys_apply or self.mode not in _PLAYS:  # record, live: no lookups
             view = _view(request)
             return self._spec.key(view), view
         raw = _raw_key(request.method, str(request.url), request.headers.raw, request.content)
@@ -634,7 +634,7 @@ class Cassette:
             return key, None
         view = _view(request)
         key = self._spec.key(view)
-        if raw is not None and self.mode in _PLAYS:  # record and live never look it up
+        if raw is not None:
             size = len(raw[1]) + len(raw[4])
             with self._lock:
                 if len(raw_keys) < _MAX_RAW_KEYS and self._raw_bytes + size <= _MAX_RAW_BYTES:
