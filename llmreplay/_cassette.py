@@ -580,9 +580,7 @@ class Cassette:
                 item = items[-1]
             else:
                 return Exhausted(len(items))
-            self._stats.played += 1  # as _hit, inlined on the replay path
-            self._played.append(item)
-            return Hit(item)
+            return self._hit(item)
 
     def _hit(self, item: _format.Interaction) -> Hit:
         """A recording found is a recording played (``decide`` replays every ``Hit``); the

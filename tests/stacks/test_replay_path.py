@@ -186,14 +186,7 @@ def test_urllib3_replays_give_the_connection_back_to_a_blocking_pool(
     pool = urllib3.HTTPConnectionPool("127.0.0.1", 9, maxsize=1, block=True)
     with llmreplay.cassette(path, allow_repeats=True) as cas:
         for _ in range(3):  # a connection never given back blocks the next request
-            r = pool.urlopen(
-                "POST",
-                "/v1/chat/completions",
-                body=data,
-                headers=SENT,
-                preload_content=preload,
-                pool_timeout=2,
-            )
+            r = _sent(pool, data, preload=preload)
             assert b'"hi"' in (r.data if preload else r.read())
             assert pool.pool is not None and pool.pool.qsize() == 1  # back in the pool
     assert cas.stats.played == 3
@@ -247,6 +240,22 @@ def _with_answer(path: Path, answer: RecordedResponse) -> bytes:
     return items[0].request.body
 
 
+def _sent(
+    pool: urllib3.HTTPConnectionPool, data: bytes, *, preload: bool = False, **options: Any
+) -> Any:
+    """The chat request through ``pool`` (its body left to read unless ``preload``); a pool
+    with no connection to give fails within 2 s instead of hanging."""
+    return pool.urlopen(
+        "POST",
+        "/v1/chat/completions",
+        body=data,
+        headers=SENT,
+        preload_content=preload,
+        pool_timeout=2,
+        **options,
+    )
+
+
 def _through_blocking_pool(stack: str, data: bytes) -> list[Any]:
     """Three requests through a pool of one connection that blocks; what each read gave."""
     seen: list[Any] = []
@@ -268,15 +277,7 @@ def _through_blocking_pool(stack: str, data: bytes) -> list[Any]:
         return seen
     pool3 = urllib3.HTTPConnectionPool("127.0.0.1", 9, maxsize=1, block=True)
     for _ in range(3):
-        r3 = pool3.urlopen(
-            "POST",
-            "/v1/chat/completions",
-            body=data,
-            headers=SENT,
-            preload_content=False,
-            pool_timeout=2,
-            retries=False,
-        )
+        r3 = _sent(pool3, data, retries=False)
         got: bytes | str
         try:
             got = b"".join(r3.stream(3, decode_content=False))
@@ -403,14 +404,7 @@ def test_urllib3_reads_a_sized_body_as_a_socket_gives_it(tmp_path: Path) -> None
         pool = urllib3.HTTPConnectionPool("127.0.0.1", 9, maxsize=1, block=True)
         with llmreplay.cassette(path, faults=faults, allow_repeats=True):
             for read in ("exact", "read1"):
-                r = pool.urlopen(
-                    "POST",
-                    "/v1/chat/completions",
-                    body=data,
-                    headers=SENT,
-                    preload_content=False,
-                    pool_timeout=2,
-                )
+                r = _sent(pool, data)
                 got = r.read(len(payload)) if read == "exact" else r.read1(len(payload))
                 assert got == payload, (faults, read)
                 if read == "exact":
