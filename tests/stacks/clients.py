@@ -194,6 +194,36 @@ def _groq(origin: str, prompt: str, variant: str) -> str:
     return asyncio.run(run())
 
 
+def _mistral(origin: str, prompt: str, variant: str) -> str:
+    # mistralai 3.x (Speakeasy-generated, on httpx2) retries only when given a RetryConfig,
+    # as its README shows; with one it honours retry-after-ms as-is.
+    from mistralai.client import Mistral
+    from mistralai.client.utils import BackoffStrategy, RetryConfig
+
+    retries = RetryConfig("backoff", BackoffStrategy(1, 50, 1.1, 2000), False)
+    messages: Any = [{"role": "user", "content": prompt}]
+    client = Mistral(api_key=KEY, server_url=origin, retry_config=retries)
+    with client:
+        if variant == "sync":
+            message = client.chat.complete(model=MODEL, messages=messages).choices[0].message
+            assert message is not None
+            return str(message.content or "")
+        if variant == "stream":
+            events = client.chat.stream(model=MODEL, messages=messages)
+            return "".join(str(e.data.choices[0].delta.content or "") for e in events)
+
+    async def run() -> str:
+        async with Mistral(api_key=KEY, server_url=origin, retry_config=retries) as client:
+            if variant == "async":
+                reply = await client.chat.complete_async(model=MODEL, messages=messages)
+                assert reply.choices[0].message is not None
+                return str(reply.choices[0].message.content or "")
+            events = await client.chat.stream_async(model=MODEL, messages=messages)
+            return "".join([str(e.data.choices[0].delta.content or "") async for e in events])
+
+    return asyncio.run(run())
+
+
 def _cohere(origin: str, prompt: str, variant: str) -> str:
     import cohere
     import httpx
@@ -305,6 +335,7 @@ CLIENTS = {
     for c in (
         Client("httpx", "httpx", VARIANTS, _httpx),
         Client("groq", "httpx", VARIANTS, _groq),
+        Client("mistralai", "httpx2", VARIANTS, _mistral),
         # cohere 7.x retries 429 on chat but not on chat_stream.
         Client("cohere", "httpx", VARIANTS, _cohere, no_retry=("stream", "astream")),
         Client("litellm-vllm", "httpx", VARIANTS, litellm_call("hosted_vllm", retries=2)),

@@ -193,6 +193,8 @@ MISS_CASES = [
     ("litellm-vllm", "async"),
     ("litellm-openai", "stream"),
     ("genai-aiohttp", "async"),
+    ("mistralai", "sync"),
+    ("mistralai", "astream"),
 ]
 
 
@@ -216,7 +218,7 @@ def test_a_miss_reaches_the_caller_once_with_its_message(
     assert len(schedule.log) == 1  # not retried
     assert "empty.msgpack" in str(info.value)
     assert "does not exist yet" in str(info.value)
-    if name in ("httpx", "aiohttp", "requests", "urllib3", "cohere"):
+    if name in ("httpx", "aiohttp", "requests", "urllib3", "cohere", "mistralai"):
         assert isinstance(info.value, llmreplay.CassetteMiss)  # unwrapped
     if name == "groq":  # it would wrap and retry an exception: an answer instead
         cause = info.value.response.extensions["llmreplay_error"]  # type: ignore[attr-defined]

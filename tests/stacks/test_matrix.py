@@ -5,6 +5,7 @@ replay that the client retries. Secrets never reach the file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,13 +25,20 @@ pytestmark = [
 
 @pytest.mark.parametrize(("name", "variant"), CASES, ids=[f"{n}-{v}" for n, v in CASES])
 def test_records_replays_offline_and_retries_a_429(
-    name: str, variant: str, server: LoopbackServer, tmp_path: Path
+    name: str,
+    variant: str,
+    server: LoopbackServer,
+    tmp_path: Path,
+    record_property: Callable[[str, object], None],
 ) -> None:
+    # Each phase is noted in the JUnit report, so scripts/drift.py can say which behaviour
+    # (record, replay, retry) a newer SDK broke.
     client = CLIENTS[name]
     path = tmp_path / "cassette.msgpack"
     prompt = f"{name} {variant}"
 
     # Given a recording made through the real client and the loopback server
+    record_property("phase", "record")
     with llmreplay.cassette(path, mode="record") as cas:
         recorded = client.call(server.origin, prompt, variant)
     assert recorded.startswith(f"echo: {prompt}")
@@ -40,6 +48,7 @@ def test_records_replays_offline_and_retries_a_429(
     assert KEY.encode() not in path.read_bytes()
 
     # When it replays with the server stopped
+    record_property("phase", "replay")
     server.stop()
     with llmreplay.cassette(path, mode="replay") as cas:
         replayed = client.call(server.origin, prompt, variant)
@@ -49,6 +58,7 @@ def test_records_replays_offline_and_retries_a_429(
     assert len(server.requests) == 1
 
     # And a 429 injected in replay is retried by the client, in milliseconds
+    record_property("phase", "retry")
     schedule = sequence([RateLimit(), PASS])
     with llmreplay.cassette(path, mode="replay", faults=schedule) as cas:
         if variant in client.no_retry:  # the client's own rate-limit error, once
