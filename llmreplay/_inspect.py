@@ -9,6 +9,8 @@ are shortened with their length and hash.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import os
@@ -16,6 +18,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from ._errors import CassetteError
 from ._format import (
@@ -29,7 +32,7 @@ from ._format import (
     parse_json,
 )
 from ._match import url_path
-from ._scrub import KEY_SHAPES
+from ._scrub import KEY_SHAPES, KEY_START, innermost, unescape
 from ._storage import TMP_DIR, FileStorage
 
 # Bodies larger than this (decoded) are summarised, not shown: a readable copy stays
@@ -39,7 +42,10 @@ LONG_STRING = 256 * 2**10
 
 # A key starts where a token starts: not in the middle of a base64/base64url blob (an
 # ``encrypted_content`` field can hold "sk-" followed by twenty letters by chance).
-_START = r"(?<![A-Za-z0-9+/_-])"
+_START = KEY_START
+# Encoded runs verify opens to look inside: base64/base64url and hex, long enough to hold a key.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{28,}={0,2}")
+_HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2}){14,}")
 # What credentials look like; matched on every header, URL and decoded body.
 SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("an Anthropic API key", re.compile(_START + r"sk-ant-[A-Za-z0-9_-]{20,}")),
@@ -229,13 +235,42 @@ def secrets_in(item: Interaction) -> Iterator[tuple[str, str, str]]:
         ("request body", request.body, request.headers),
         ("response body", response.content, response.headers),
     ):
-        places.append((side, decoded(body, headers).decode("latin-1")))
+        places.append((side, innermost(decoded(body, headers)).decode("latin-1")))
     for where, text in places:
-        for what, pattern in SECRET_PATTERNS:
-            match = pattern.search(text)
-            if match:
-                yield where, what, _excerpt(match.group(0))
+        for form, derived in _disguises(text):
+            hit = _first_secret(derived)
+            if hit:
+                label = where if form == "as written" else f"{where} ({form})"
+                yield label, hit[0], _excerpt(hit[1])
                 break
+
+
+def _first_secret(text: str) -> tuple[str, str] | None:
+    for what, pattern in SECRET_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            return what, match.group(0)
+    return None
+
+
+def _disguises(text: str) -> Iterator[tuple[str, str]]:
+    """``text``, then what it says behind URL-encoding, JSON escapes, base64 and hex."""
+    yield "as written", text
+    if "%" in text:
+        yield "URL-encoded", unquote(text)
+    if "\\u" in text:
+        yield "JSON-escaped", unescape(text)
+    for match in _BASE64_RUN.finditer(text):
+        run = match.group(0).rstrip("=")
+        url_safe = "-" in run or "_" in run
+        padded = run + "=" * (-len(run) % 4)
+        try:
+            raw = (base64.urlsafe_b64decode if url_safe else base64.b64decode)(padded)
+        except (binascii.Error, ValueError):
+            continue
+        yield ("base64url" if url_safe else "base64"), raw.decode("latin-1")
+    for match in _HEX_RUN.finditer(text):
+        yield "hex", bytes.fromhex(match.group(0)).decode("latin-1")
 
 
 def unchecked(item: Interaction) -> Iterator[str]:

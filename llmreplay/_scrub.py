@@ -18,7 +18,11 @@ Before an interaction is stored:
    ``content-encoding`` only when something was redacted; a stream is redacted as a whole,
    so a secret split across chunks goes too, and the chunk boundaries are kept (moved to
    the start of a redaction that straddles them). Values under 8 characters are never
-   treated as secrets;
+   treated as secrets. Key-shaped strings in the request and response bodies (as written,
+   URL-encoded or behind JSON ``\\u`` escapes; not inside a base64 blob) are secrets too,
+   with no header naming them. Each secret is looked for in its encoded forms as well
+   (``_variants``: base64/base64url at every alignment, hex, ``\\u`` escapes, URL forms)
+   and inside compression nested in a body, up to ``_MAX_LAYERS`` deep;
 4. ``before_record(interaction)`` runs last and may edit the interaction or return ``None``
    to keep it out of the cassette.
 
@@ -132,6 +136,12 @@ KEY_SHAPES = re.compile(
     r"|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"  # a JWT
     r")"
 )
+# In a body, a key starts where a token starts: not inside a base64/base64url blob (an
+# ``encrypted_content`` field can hold "sk-" and twenty letters by chance; redacting that
+# would corrupt the recording).
+KEY_START = r"(?<![A-Za-z0-9+/_-])"
+BODY_KEY_SHAPES = re.compile(KEY_START + KEY_SHAPES.pattern.removeprefix(r"(?<![A-Za-z0-9])"))
+_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 _AUTH_SCHEMES = ("bearer", "basic", "token", "apikey", "api-key", "key", "dsn")
 _ENCODINGS = ("gzip", "x-gzip", "deflate", "br")
 
@@ -158,10 +168,40 @@ def _cookie_values(header: str) -> list[str]:
 
 @functools.lru_cache(maxsize=1024)  # the same few credentials, request after request
 def _variants(secret: str) -> frozenset[str]:
-    """The forms a secret takes in a URL, a form or a JSON string."""
-    return frozenset(
-        {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
-    )
+    """The forms a secret takes in a URL, a form, a JSON string (``\\/``, ``\\u`` escapes),
+    hex, and base64 or base64url at any alignment (the part of the encoding that depends
+    on the secret alone, so it is found inside a longer encoded value too)."""
+    raw = secret.encode()
+    forms = {secret, quote(secret, safe=""), quote_plus(secret), secret.replace("/", "\\/")}
+    forms |= {raw.hex(), raw.hex().upper()}
+    for hexdigits in ("04x", "04X"):
+        forms.add("".join(c if c.isalnum() else f"\\u{ord(c):{hexdigits}}" for c in secret))
+        forms.add("".join(f"\\u{ord(c):{hexdigits}}" for c in secret))
+    for offset in range(3):
+        start = -(-8 * offset // 6)  # the first character made of the secret's bits only
+        end = 8 * (offset + len(raw)) // 6
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            core = encode(b"\0" * offset + raw)[start:end].decode()
+            if len(core) >= _MIN_SECRET_LEN:
+                forms.add(core)
+    return frozenset(forms)
+
+
+def key_shapes(data: bytes) -> set[str]:
+    """Provider keys in a body, as written or behind URL-encoding or JSON ``\\u`` escapes."""
+    if not data:
+        return set()
+    text = data.decode("latin-1")
+    found = set(BODY_KEY_SHAPES.findall(text))
+    if "%" in text or "+" in text:
+        found.update(BODY_KEY_SHAPES.findall(unquote(text)))
+    if "\\u" in text:
+        found.update(BODY_KEY_SHAPES.findall(unescape(text)))
+    return found
+
+
+def unescape(text: str) -> str:
+    return _JSON_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
 # A filter entry: a name, or vcrpy's (name, replacement) pair (None: drop the value).
@@ -271,6 +311,10 @@ class Scrubber:
                 found.add(value)
         found.update(KEY_SHAPES.findall(url))
         found.update(KEY_SHAPES.findall(unquote(url)))
+        # A key in the body with no header naming it (a gateway's {"api_key": ...}, a form).
+        encoding = next((v for k, v in headers if k.lower() == "content-encoding"), "")
+        plain = _decode(body, encoding.strip().lower()) if encoding and body else None
+        found.update(key_shapes(plain if plain is not None else body))
         return _ordered(found)
 
     def _response_secrets(self, headers: Headers) -> set[str]:
@@ -334,7 +378,8 @@ class Scrubber:
     def scrub(self, item: Interaction, secrets: list[str]) -> Interaction | None:
         """Remove credentials from ``item`` in place; then ``before_record`` decides."""
         request, response = item.request, item.response
-        secrets = _ordered(set(secrets) | self._response_secrets(response.headers))
+        found = self._response_secrets(response.headers) | _body_shapes(response)
+        secrets = _ordered(set(secrets) | found)
         request.url = redact(self._url(request.url), secrets)
         request.headers = self._headers(request.headers, secrets, request=True)
         response.headers = self._headers(response.headers, secrets, request=False)
@@ -347,6 +392,15 @@ class Scrubber:
             response.body = _redact_body(response.body, response.headers, secrets)
             response.headers = _with_length(response.headers, response.body)
         return self.before_record(item) if self.before_record else item
+
+
+def _body_shapes(response: Any) -> set[str]:
+    """Provider keys in a response body (an echo, a key the API just created), decoded."""
+    body = response.content
+    encoding = _header(response.headers, "content-encoding").strip().lower()
+    if body and encoding in _ENCODINGS:
+        body = _decode(body, encoding) or body
+    return key_shapes(innermost(body))
 
 
 def _credential_values(value: str) -> set[str]:
@@ -484,6 +538,41 @@ def _encode(data: bytes, encoding: str) -> bytes:
     return gzip.compress(data, mtime=0)
 
 
+# Compression inside compression (a gzip file in a gzip response) is opened this deep.
+_MAX_LAYERS = 3
+
+
+def _inner_coding(data: bytes) -> str:
+    """The compression ``data`` itself starts with, by its magic bytes: gzip or zlib."""
+    if data[:2] == b"\x1f\x8b":
+        return "gzip"
+    if len(data) > 2 and data[0] == 0x78 and (data[0] << 8 | data[1]) % 31 == 0:
+        return "deflate"
+    return ""
+
+
+def innermost(data: bytes) -> bytes:
+    """``data`` with every layer of gzip/zlib under it opened (for searching only)."""
+    for _ in range(_MAX_LAYERS):
+        coding = _inner_coding(data)
+        inner = _decode(data, coding) if coding else None
+        if inner is None:
+            break
+        data = inner
+    return data
+
+
+def _redact_layers(data: bytes, secrets: Sequence[str], depth: int = 0) -> bytes:
+    """``_redact_bytes``, opening compressed layers inside; ``data`` itself (the same
+    object) when nothing had to go, so the wire bytes are kept."""
+    coding = _inner_coding(data) if depth < _MAX_LAYERS else ""
+    inner = _decode(data, coding) if coding else None
+    if inner is not None:
+        redacted = _redact_layers(inner, secrets, depth + 1)
+        return data if redacted is inner else _encode(redacted, coding)
+    return _redact_bytes(data, secrets)
+
+
 def _redact_body(body: bytes, headers: Headers, secrets: Sequence[str]) -> bytes:
     if not secrets:  # nothing to look for: no decoding either
         return body
@@ -491,10 +580,10 @@ def _redact_body(body: bytes, headers: Headers, secrets: Sequence[str]) -> bytes
     if body and encoding in _ENCODINGS:
         plain = _decode(body, encoding)
         if plain is not None:
-            redacted = _redact_bytes(plain, secrets)
+            redacted = _redact_layers(plain, secrets)
             # Raw wire bytes are kept unless something had to go.
             return body if redacted is plain else _encode(redacted, encoding)
-    return _redact_bytes(body, secrets)
+    return _redact_layers(body, secrets)
 
 
 def _with_length(headers: Headers, body: bytes) -> Headers:
@@ -512,7 +601,7 @@ def _redact_chunks(chunks: list[bytes], headers: Headers, secrets: Sequence[str]
     if joined and encoding in _ENCODINGS:
         plain = _decode(joined, encoding)
         if plain is not None:
-            redacted = _redact_bytes(plain, secrets)
+            redacted = _redact_layers(plain, secrets)
             if redacted is plain:
                 return chunks
             # Compressed boundaries mean nothing once re-encoded: same count, same shares.

@@ -180,7 +180,7 @@ def load_vcr(
             ),
             recorded_at="",
         )
-        secrets = scrubber.secrets(request.headers, request.url)
+        secrets = scrubber.secrets(request.headers, request.url, request.body)
         scrubbed = scrubber.scrub(item, secrets)
         assert scrubbed is not None
         items.append(scrubbed)

@@ -77,7 +77,7 @@ class MsgpackSerializer:
                 ),
             )
             scrubbed = self._scrubber.scrub(
-                item, self._scrubber.secrets(request.headers, request.url)
+                item, self._scrubber.secrets(request.headers, request.url, request.body)
             )
             if scrubbed is not None:
                 items.append(scrubbed)

@@ -14,6 +14,7 @@ import httpx2
 import pytest
 
 import llmreplay
+from llmreplay import _cli
 from llmreplay._format import encode
 from llmreplay._match import KeySpec
 from llmreplay._scrub import DEFAULT_FILTER_QUERY
@@ -99,3 +100,16 @@ def test_repeated_requests_replay_in_recorded_order(tmp_path: Path) -> None:
         with pytest.raises(llmreplay.CassetteMiss, match="already played"):
             client.request(request.method, request.url, content=request.body)
     assert bodies == [item.response.content for item in items]
+
+
+def test_the_imported_set_verifies_clean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # verify opens base64, base64url, hex, URL-encoding, JSON escapes and nested gzip looking
+    # for keys: real traffic full of base64 blobs (encrypted_content, signatures) is no alarm.
+    assert _cli.main(["import-vcr", "-o", str(tmp_path / "imported"), str(REALWORLD)]) == 0
+    capsys.readouterr()
+    code = _cli.main(["verify", str(tmp_path / "imported")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"verified {len(CASSETTES)} cassette(s)" in out and "no problems" in out
