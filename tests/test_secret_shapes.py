@@ -35,7 +35,7 @@ import requests
 import llmreplay
 from llmreplay import _cli
 from llmreplay._format import Interaction, RecordedRequest, RecordedResponse, encode
-from tests.helpers import fake_key
+from tests.helpers import close, collect, fake_key, resolve
 
 OPENAI_KEY = fake_key("sk-proj-", "TESTONLYbodykey0123456789abcdefXYZ")
 ANTHROPIC_KEY = fake_key("sk-ant-api03-", "TESTONLYbodykey0123456789abcdefXYZ")
@@ -174,16 +174,18 @@ CASES = [
     Case("key echoed URL-encoded", OPENAI_KEY, "urlencoded"),
     Case("key echoed as hex", OPENAI_KEY, "hex"),
     Case("key split across SSE chunks inside base64", OPENAI_KEY, "sse-b64"),
-    Case("key in a multipart form (requests)", OPENAI_KEY, "plain"),
+    Case("key in a multipart form", OPENAI_KEY, "plain"),
 ]
 
 
-def _send(case: Case, origin: str) -> None:
-    """``case`` through the real client it names."""
+async def _send(case: Case, origin: str, sync: bool) -> None:
+    """``case`` through the real client it names, sync or async (requests: sync only)."""
     echo = {"x-echo": case.echo}
     messages: Any = [{"role": "user", "content": "hi"}]
     if case.name.startswith("anthropic"):
-        with anthropic.Anthropic(api_key="none", base_url=origin, max_retries=0) as client:
+        maker: Any = anthropic.Anthropic if sync else anthropic.AsyncAnthropic
+        client: Any = maker(api_key="none", base_url=origin, max_retries=0)
+        await resolve(
             client.messages.create(
                 model="claude",
                 max_tokens=8,
@@ -191,42 +193,55 @@ def _send(case: Case, origin: str) -> None:
                 extra_body={"api_key": case.secret},
                 extra_headers=echo,
             )
+        )
+        await close(client)
         return
-    if "multipart" in case.name:
-        with requests.Session() as session:
-            answer = session.post(
-                f"{origin}/v1/files",
-                files={"file": ("a.jsonl", b"{}\n")},
-                data={"purpose": "batch", "api_key": case.secret},
-                headers=echo,
-            )
-            assert answer.status_code == 200
+    if "multipart" in case.name:  # requests, and httpx2 for the async run
+        form = {"purpose": "batch", "api_key": case.secret}
+        files = {"file": ("a.jsonl", b"{}\n")}
+        if sync:
+            with requests.Session() as session:
+                answer = session.post(f"{origin}/v1/files", files=files, data=form, headers=echo)
+                assert answer.status_code == 200
+            return
+        async with httpx2.AsyncClient() as multipart:
+            sent = await multipart.post(f"{origin}/v1/files", files=files, data=form, headers=echo)
+            assert sent.status_code == 200
         return
     if case.echo == "gzip2":  # no SDK reads a body compressed twice: the bare client
-        with httpx2.Client() as http:
-            sent = http.post(
+        http: Any = httpx2.Client() if sync else httpx2.AsyncClient()
+        reply = await resolve(
+            http.post(
                 f"{origin}/v1/chat/completions",
                 headers={"authorization": f"Bearer {case.secret}", **echo},
                 json={"model": "m", "messages": messages},
             )
-            assert gzip.decompress(sent.content)  # one layer left for the caller
+        )
+        assert gzip.decompress(reply.content)  # one layer left for the caller
+        await close(http)
         return
     in_body = "JSON body" in case.name
     base_url = f"{origin}/keys/{case.secret}/v1" if "path" in case.name else f"{origin}/v1"
     api_key = "none" if in_body or "path" in case.name else case.secret
-    with openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0) as client:
-        extra = {"api_key": case.secret} if in_body else None
-        if case.echo == "sse-b64":
-            chunks = client.chat.completions.create(
+    maker = openai.OpenAI if sync else openai.AsyncOpenAI
+    client = maker(api_key=api_key, base_url=base_url, max_retries=0)
+    extra = {"api_key": case.secret} if in_body else None
+    if case.echo == "sse-b64":
+        chunks = await collect(
+            client.chat.completions.create(
                 model="m", messages=messages, stream=True, extra_headers=echo
             )
-            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-            assert base64.b64decode(text.split()[-1].rstrip(".")) == case.secret.encode()
-            return
-        reply = client.chat.completions.create(
-            model="m", messages=messages, extra_body=extra, extra_headers=echo
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert base64.b64decode(text.split()[-1].rstrip(".")) == case.secret.encode()
+    else:
+        reply = await resolve(
+            client.chat.completions.create(
+                model="m", messages=messages, extra_body=extra, extra_headers=echo
+            )
         )
         assert reply.choices[0].message.content
+    await close(client)
 
 
 def _layers(body: bytes) -> bytes:
@@ -246,10 +261,12 @@ def _cli_output(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, st
     return code, out + err
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_a_key_without_a_header_or_in_disguise_never_reaches_disk(
+async def test_a_key_without_a_header_or_in_disguise_never_reaches_disk(
     case: Case,
     echo: tuple[str, list[bytes]],
+    sync: bool,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -257,7 +274,7 @@ def test_a_key_without_a_header_or_in_disguise_never_reaches_disk(
     path = tmp_path / "c.msgpack"
     # Given the key sent through a real client, and echoed back by the upstream
     with llmreplay.cassette(path, mode="record") as cas:
-        _send(case, origin)
+        await _send(case, origin, sync)
     assert cas.stats.recorded == 1
     assert len(seen) == 1 and case.secret.encode() in seen[0]  # it did travel
 
