@@ -78,6 +78,17 @@ class ReplayStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
             raise self._error()
 
 
+# The last event of a complete server-sent event stream: OpenAI chat and completions,
+# Anthropic messages, OpenAI responses (completed, failed or incomplete, all final).
+_LAST_EVENTS = (
+    b"data: [DONE]",
+    b"event: message_stop",
+    b'"type":"message_stop"',
+    b"event: response.completed",
+    b"event: response.failed",
+    b"event: response.incomplete",
+)
+
 # Called once with the chunks, their offsets in ms from the response head, and how the
 # stream ended: None (complete), "caller" (closed before the end) or "upstream" (broke).
 OnDone = Callable[[list[bytes], list[float], str | None], None]
@@ -144,7 +155,20 @@ class RecordingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
     def _draining(self) -> bool:
         return self._drain and not self._done and self._ended == "caller"
 
+    def _ended_by_protocol(self) -> None:
+        """A caller that stops at the stream's own last event read it to its end.
+
+        openai's sync ``Stream`` breaks at ``data: [DONE]`` and closes the response with the
+        chunked terminator unread: the answer is complete, not cut by the caller. Nothing
+        more is read (a server that keeps the connection open would hang a drain)."""
+        if self._ended == "caller" and self._chunks:
+            tail = b"".join(self._chunks[-3:])[-400:]
+            last = tail.rstrip().rsplit(b"\n\n", 1)[-1]
+            if any(marker in last for marker in _LAST_EVENTS):
+                self._ended = None
+
     def close(self) -> None:
+        self._ended_by_protocol()
         try:
             if isinstance(self._upstream, httpx2.SyncByteStream):
                 if self._draining():
@@ -156,6 +180,7 @@ class RecordingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
             self._finish()
 
     async def aclose(self) -> None:
+        self._ended_by_protocol()
         try:
             if isinstance(self._upstream, httpx2.AsyncByteStream):
                 if self._draining():

@@ -6,11 +6,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx2
+import openai
 import pytest
 
 import llmreplay
-from tests.helpers import close
+from tests.helpers import close, collect
 from tests.server import LoopbackServer
 
 pytestmark = pytest.mark.anyio
@@ -160,3 +162,42 @@ async def test_realtime_replay_follows_recorded_timing(
     _, times = await _read(client, server.url + "/chat/completions")
     await close(client)
     assert times[-1] >= (item.elapsed_ms + item.chunk_ms[-1]) / 1000.0 * 0.9
+
+
+async def test_a_stream_read_to_its_last_event_is_not_labelled_cut(
+    tmp_path: Path, server: LoopbackServer, sync: bool
+) -> None:
+    # openai's sync Stream stops at "data: [DONE]" and closes with the chunked terminator
+    # unread; the answer is whole, so neither the recording nor its replay says "caller".
+    path = tmp_path / "s.msgpack"
+    messages: Any = [{"role": "user", "content": "a b c"}]
+
+    async def both() -> list[str]:
+        oa: Any = (openai.OpenAI if sync else openai.AsyncOpenAI)(
+            api_key="sk-test", base_url=server.url
+        )
+        an: Any = (anthropic.Anthropic if sync else anthropic.AsyncAnthropic)(
+            api_key="sk-test", base_url=server.origin
+        )
+        chat = await collect(
+            oa.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
+        )
+        message = await collect(
+            an.messages.create(model="claude", max_tokens=8, messages=messages, stream=True)
+        )
+        await close(oa, an)
+        text = "".join(c.choices[0].delta.content or "" for c in chat if c.choices)
+        return [
+            text,
+            "".join(
+                getattr(e.delta, "text", "") for e in message if e.type == "content_block_delta"
+            ),
+        ]
+
+    with llmreplay.cassette(path, mode="record") as cas:
+        recorded = await both()
+    assert [item.response.cut for item in cas.interactions] == [None, None]
+    with llmreplay.cassette(path, mode="replay") as cas:
+        assert await both() == recorded
+    assert [item.response.cut for item in cas.played] == [None, None]
+    assert recorded[0] == "echo: a b c" and recorded[1]
