@@ -59,6 +59,26 @@ class RecordedRequest:
     body: bytes
 
 
+# The last event of a complete server-sent event stream: OpenAI chat and completions,
+# Anthropic messages, OpenAI responses (completed, failed or incomplete, all final).
+LAST_EVENTS = (
+    b"data: [DONE]",
+    b"event: message_stop",
+    b'"type":"message_stop"',
+    b"event: response.completed",
+    b"event: response.failed",
+    b"event: response.incomplete",
+)
+
+
+def ends_with_last_event(chunks: list[bytes]) -> bool:
+    """Whether an event stream's chunks end with its protocol's last event: read that far,
+    the answer is whole even if the transport's terminator was never read."""
+    tail = b"".join(chunks[-3:])[-400:]
+    last = tail.rstrip().rsplit(b"\n\n", 1)[-1]
+    return any(marker in last for marker in LAST_EVENTS)
+
+
 @dataclass(slots=True)
 class RecordedResponse:
     """A response as stored: a whole ``body``, or the ``chunks`` of a stream."""
@@ -275,6 +295,8 @@ def _from_map(raw: Any, index: int, urls: set[str]) -> Interaction:
     elif not isinstance(body, bytes):
         raise _Invalid(f"{where}.response has neither body bytes nor chunks")
     cut = resp.get("cut")
+    if cut == "caller" and chunks and ends_with_last_event(chunks):
+        cut = None  # read to its last event (recorded before llmreplay knew): whole
     chunk_ms = raw.get("chunk_ms", [])
     if not isinstance(chunk_ms, list) or not all(isinstance(t, int | float) for t in chunk_ms):
         raise _Invalid(f"{where}.chunk_ms is not a list of numbers")

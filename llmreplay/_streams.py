@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 import anyio
 import httpx2
 
+from ._format import ends_with_last_event
+
 
 class ReplayStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
     """Recorded chunks, replayed chunk for chunk.
@@ -77,17 +79,6 @@ class ReplayStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
         if self._cut:
             raise self._error()
 
-
-# The last event of a complete server-sent event stream: OpenAI chat and completions,
-# Anthropic messages, OpenAI responses (completed, failed or incomplete, all final).
-_LAST_EVENTS = (
-    b"data: [DONE]",
-    b"event: message_stop",
-    b'"type":"message_stop"',
-    b"event: response.completed",
-    b"event: response.failed",
-    b"event: response.incomplete",
-)
 
 # Called once with the chunks, their offsets in ms from the response head, and how the
 # stream ended: None (complete), "caller" (closed before the end) or "upstream" (broke).
@@ -161,11 +152,8 @@ class RecordingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
         openai's sync ``Stream`` breaks at ``data: [DONE]`` and closes the response with the
         chunked terminator unread: the answer is complete, not cut by the caller. Nothing
         more is read (a server that keeps the connection open would hang a drain)."""
-        if self._ended == "caller" and self._chunks:
-            tail = b"".join(self._chunks[-3:])[-400:]
-            last = tail.rstrip().rsplit(b"\n\n", 1)[-1]
-            if any(marker in last for marker in _LAST_EVENTS):
-                self._ended = None
+        if self._ended == "caller" and self._chunks and ends_with_last_event(self._chunks):
+            self._ended = None
 
     def close(self) -> None:
         self._ended_by_protocol()

@@ -201,3 +201,23 @@ async def test_a_stream_read_to_its_last_event_is_not_labelled_cut(
         assert await both() == recorded
     assert [item.response.cut for item in cas.played] == [None, None]
     assert recorded[0] == "echo: a b c" and recorded[1]
+
+
+def test_an_older_recording_read_to_its_last_event_loads_whole(tmp_path: Path) -> None:
+    # Recorded before the fix: the openai stream of the example suite says "caller".
+    from llmreplay._format import Interaction, RecordedRequest, RecordedResponse, encode
+
+    def stored(chunks: list[bytes]) -> str | None:
+        request = RecordedRequest("POST", "http://127.0.0.1/v1/chat/completions", [], b"{}")
+        response = RecordedResponse(200, [], chunks=chunks, cut="caller")
+        path = tmp_path / "old.msgpack"
+        path.write_bytes(encode([Interaction("k" * 64, request, response)], {}))
+        (item,) = llmreplay.cassette(path).interactions
+        return item.response.cut
+
+    assert stored([b'data: {"a": 1}\n\n', b"data: [DONE]\n\n"]) is None
+    assert stored([b"event: message_stop\ndata: {}\n\n"]) is None
+    assert stored([b'data: {"a": 1}\n\n', b'data: {"a": 2}\n\n']) == "caller"
+    assert (
+        stored([b'data: {"text": "data: [DONE] was said"}\n\n', b'data: {"a": 2}\n\n']) == "caller"
+    )
