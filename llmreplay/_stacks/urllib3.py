@@ -7,6 +7,12 @@ raised exactly as urllib3 and ``requests`` would treat the real thing, and a req
 ``requests`` sends is captured once, here. Nothing connects unless the cassette forwards the
 request upstream (the original ``_make_request``).
 
+Through a proxy, urllib3's ``urlopen`` opens the ``CONNECT`` tunnel for an HTTPS request
+(``_prepare_proxy``) before it calls ``_make_request``: while llmreplay is installed that
+step is deferred (``_defer_tunnel``) and done on the same connection just before the
+request really goes out (``_send``), so a replayed request opens nothing, not even the
+proxy's connection, and a recorded or live one tunnels exactly as urllib3 would.
+
 The answer is rebuilt as a ``urllib3.HTTPResponse`` over the raw recorded bytes, so urllib3
 decodes ``content-encoding`` itself; a chunked answer replays chunk for chunk through
 urllib3's own ``read_chunked`` (``stream()``, ``requests``' ``iter_content``/``iter_lines``).
@@ -25,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 import urllib3
-from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     NewConnectionError,
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _original: Any = None
+_original_prepare: Any = None  # HTTPSConnectionPool._prepare_proxy
 _names: tuple[str, ...] = ()  # _make_request's parameters after (self, conn, method, url)
 _defaults: dict[str, Any] = {}
 
@@ -329,6 +336,21 @@ def _from_native(raw: urllib3.BaseHTTPResponse) -> httpx2.Response:
     )
 
 
+_TUNNEL = "_llmreplay_tunnel"  # set on a connection whose CONNECT tunnel is still owed
+
+
+def _defer_tunnel(self: HTTPSConnectionPool, conn: Any) -> None:
+    """``_prepare_proxy`` as urllib3 calls it in ``urlopen``: not yet (``_send`` does it)."""
+    setattr(conn, _TUNNEL, True)
+
+
+def _send(self: HTTPConnectionPool, conn: Any, *args: Any, **kwargs: Any) -> Any:
+    """urllib3's own ``_make_request``, after the tunnel ``_defer_tunnel`` put off."""
+    if conn.__dict__.pop(_TUNNEL, False) and conn.is_closed:
+        _original_prepare(self, conn)
+    return _original(self, conn, *args, **kwargs)
+
+
 def _make_request(
     self: HTTPConnectionPool, conn: Any, method: str, url: str, *args: Any, **kwargs: Any
 ) -> urllib3.BaseHTTPResponse:
@@ -337,7 +359,7 @@ def _make_request(
     network = not type(conn).__module__.startswith("vcr.")
     cassette = _patch.route(full, network=network)
     if cassette is None:  # passed on exactly as called, whatever urllib3 2.x adds
-        return _original(self, conn, method, url, *args, **kwargs)  # type: ignore[no-any-return]
+        return _send(self, conn, method, url, *args, **kwargs)  # type: ignore[no-any-return]
     # The call's arguments by name (what inspect's bind + apply_defaults give, cheaper).
     call = {**_defaults, "self": self, "conn": conn, "method": method, "url": url}
     if args:  # urllib3 passes them by name; others may not
@@ -352,7 +374,7 @@ def _make_request(
     headers = [] if sent is None else list(sent.items())
 
     def send(_: httpx2.Request) -> httpx2.Response:
-        raw = _original(
+        raw = _send(
             **{
                 **call,
                 "body": content if body is not None else None,
@@ -371,8 +393,13 @@ def _make_request(
 
 
 def install() -> None:
-    """Patch ``HTTPConnectionPool._make_request`` (HTTPS pools inherit it)."""
-    global _original, _names, _defaults
+    """Patch ``HTTPConnectionPool._make_request`` (HTTPS pools inherit it) and defer
+    ``HTTPSConnectionPool._prepare_proxy``."""
+    global _original, _original_prepare, _names, _defaults
+    prepare = HTTPSConnectionPool.__dict__["_prepare_proxy"]
+    if prepare is not _defer_tunnel:
+        _original_prepare = prepare
+    HTTPSConnectionPool._prepare_proxy = _defer_tunnel  # type: ignore[method-assign]
     current = HTTPConnectionPool.__dict__["_make_request"]
     if current is not _make_request and current is not _original:  # never wrap ourselves
         _original = current
@@ -387,3 +414,5 @@ def uninstall() -> None:
     function while it was installed still reaches urllib3."""
     if HTTPConnectionPool.__dict__.get("_make_request") is _make_request:
         HTTPConnectionPool._make_request = _original  # type: ignore[method-assign]
+    if HTTPSConnectionPool.__dict__.get("_prepare_proxy") is _defer_tunnel:
+        HTTPSConnectionPool._prepare_proxy = _original_prepare  # type: ignore[method-assign]
