@@ -231,11 +231,11 @@ def test_xdist_workers_record_without_loss_and_summary_adds_up(
                 model="m", messages=[{"role": "user", "content": str(n)}])
         """
     )
-    recorded = pytester.runpytest_subprocess("-n", "4", "--llm-mode=auto", "-p", "xdist")
+    recorded = pytester.runpytest_subprocess("-n", "2", "--llm-mode=auto", "-p", "xdist")
     recorded.assert_outcomes(passed=8)
     recorded.stdout.fnmatch_lines(["0 replayed, 8 recorded*"])
     upstream.stop()
-    replayed = pytester.runpytest_subprocess("-n", "4", "-p", "xdist")
+    replayed = pytester.runpytest_subprocess("-n", "2", "-p", "xdist")
     replayed.assert_outcomes(passed=8)
     replayed.stdout.fnmatch_lines(["8 replayed, 0 recorded*"])
 
