@@ -58,11 +58,12 @@ def test_cached_repeats(llm_client: openai.OpenAI) -> None:
 def test_survives_rate_limits(
     llm_client: openai.OpenAI, llm_faults: llmreplay.faults.Injector
 ) -> None:
-    # Rehearse production: two 429s, then the recorded answer. The SDK retries at once
-    # (the faults say retry-after-ms: 1), so this costs milliseconds.
+    # Rehearse production: two 429s, then the recorded answer. Each says retry-after: 20
+    # and the SDK waits it out on the virtual clock, so this costs milliseconds.
     from llmreplay.faults import PASS, RateLimit
 
     llm_faults.use([RateLimit(), RateLimit(), PASS])
     assert app.summarize(llm_client, "retry me").startswith("echo: ")
     verdict = llm_faults.verdict()
     assert verdict.attempts == 3 and not verdict.gave_up and verdict.honoured_retry_after
+    assert verdict.waits == [20.0, 20.0]  # what the SDK slept, exactly what was advertised

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 
-from . import _format, _patch
+from . import _clock, _format, _patch
 from ._engine import Exhausted, Forward, Found, Hit, InjectFault, Miss, NotRecorded, Replay, decide
 from ._errors import (
     CassetteError,
@@ -253,6 +253,7 @@ class Cassette:
         extra: Iterable[str | os.PathLike[str]] = (),
         ignore_hosts: Iterable[str] = (),
         ignore_localhost: bool = False,
+        virtual_clock: bool = True,
     ) -> None:
         extra = tuple(extra)
         self._arguments = {k: v for k, v in locals().items() if k not in ("self", "path")}
@@ -274,6 +275,10 @@ class Cassette:
         self.allow_repeats = allow_repeats
         self.realtime = realtime
         self.faults = as_schedule(faults)
+        # With faults, the waits the code asks for are taken on a virtual clock (_clock).
+        self.virtual_clock = virtual_clock
+        self.clock = _clock.Clock()
+        self._clock_runs: list[bool] = []  # per __enter__: whether it started the clock
         self._scrubber = Scrubber(filter_headers, filter_query, before_record, filter_post_data)
         names, self._matchers = _split_matchers(match_on)
         ignored = [*ignore, *sorted(self._scrubber.post_data)]
@@ -386,6 +391,10 @@ class Cassette:
 
     def __enter__(self) -> Cassette:
         _patch.activate(self)
+        clocked = self.faults is not None and self.virtual_clock
+        self._clock_runs.append(clocked)
+        if clocked:
+            _clock.start(self.clock)
         return self
 
     def __exit__(
@@ -395,6 +404,8 @@ class Cassette:
         tb: TracebackType | None,
     ) -> None:
         try:
+            if self._clock_runs and self._clock_runs.pop():
+                _clock.stop(self.clock)
             _patch.deactivate(self)
         finally:
             self.save()
@@ -696,7 +707,7 @@ class Cassette:
             fault: Fault | None = None
             faulted = _NO_FAULT
         else:
-            fault = self.faults.take(request)
+            fault = self.faults.take(request, self.clock if any(self._clock_runs) else None)
             faulted = fault.plan(request) if fault is not None else _NO_FAULT
             if fault is not None:
                 with self._lock:

@@ -7,8 +7,12 @@ raises a real httpx2 transport exception with the request attached (``ConnectTim
 changes the real answer on its way out (``CutStream(after=3)``, ``Malformed()``,
 ``Latency(seconds)``).
 
-Retryable HTTP faults carry ``retry-after-ms: 1`` so both SDKs retry at once; terminal ones
-carry ``x-should-retry: false``. Schedules decide which request gets which fault:
+Faults advertise what providers send: a 429 says ``retry-after: 20`` (whole seconds, as
+OpenAI and Anthropic send it), a 5xx, 529 or 408 says nothing and leaves the SDK to back off
+exponentially; terminal ones carry ``x-should-retry: false``. While the cassette is active
+those waits are taken on a virtual clock (``_clock``): they cost no real time, and
+``verdict()`` compares each one with what the fault advertised. Schedules decide which
+request gets which fault:
 
 >>> from llmreplay.faults import PASS, RateLimit, sequence, every
 >>> sequence([RateLimit(), RateLimit(), PASS])   # first two attempts fail, then the recording
@@ -33,6 +37,7 @@ from typing import Any
 
 import httpx2
 
+from . import _clock
 from ._errors import ConfigError
 
 
@@ -93,9 +98,10 @@ _ANTHROPIC_TYPES = {
 class HTTPFault(Fault):
     """An error response in the provider's own shape.
 
-    ``retry_after_ms`` (default 1) or, when given instead, ``retry_after`` (seconds) become
-    the header the SDKs honour; terminal statuses (4xx but 408/409/429) say
-    ``x-should-retry: false``.
+    ``retry_after`` (seconds: ``retry-after``) or ``retry_after_ms`` (``retry-after-ms``, as
+    Azure sends it; it outranks ``retry-after`` in both SDKs) become the header the SDKs
+    honour; none by default. Terminal statuses (4xx but 408/409/429) say
+    ``x-should-retry: false`` and advertise no wait.
     """
 
     def __init__(
@@ -103,7 +109,7 @@ class HTTPFault(Fault):
         status: int,
         *,
         message: str | None = None,
-        retry_after_ms: float | None = 1,
+        retry_after_ms: float | None = None,
         retry_after: float | None = None,
     ) -> None:
         if not 400 <= status <= 599:
@@ -111,16 +117,25 @@ class HTTPFault(Fault):
         self.status = status
         self.message = message or f"llmreplay simulated error {status}"
         self.terminal = status < 500 and status not in (408, 409, 429)
-        # retry-after-ms outranks retry-after in both SDKs: send only the one asked for.
-        explicit_seconds = retry_after is not None
-        self.retry_after_ms = None if self.terminal or explicit_seconds else retry_after_ms
+        if retry_after is not None and retry_after_ms is not None:
+            raise ConfigError(
+                "retry_after",
+                retry_after,
+                type(self).__name__,
+                "give retry_after (seconds) or retry_after_ms, not both",
+            )
+        for name, value in (("retry_after", retry_after), ("retry_after_ms", retry_after_ms)):
+            if value is not None and not value >= 0:
+                raise ConfigError(name, value, type(self).__name__, "a wait of 0 or more")
+        self.retry_after_ms = None if self.terminal else retry_after_ms
+        self._header_retry_after = None if self.terminal else retry_after
+        # What the fault advertises, in seconds (None: nothing, the client backs off).
         self.retry_after = (
-            retry_after
-            if retry_after is not None
+            self._header_retry_after
+            if self._header_retry_after is not None
             else (None if self.retry_after_ms is None else self.retry_after_ms / 1000.0)
         )
         self.kind = f"http_{status}"
-        self._header_retry_after = retry_after
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.status})"
@@ -145,32 +160,54 @@ class HTTPFault(Fault):
         return FaultPlan(response=response)
 
 
-class RateLimit(HTTPFault):
-    """429 Too Many Requests."""
+RATE_LIMIT_RETRY_AFTER = 20.0  # seconds; OpenAI and Anthropic send whole seconds
 
-    def __init__(self, *, retry_after_ms: float | None = 1, retry_after: float | None = None):
+
+class RateLimit(HTTPFault):
+    """429 Too Many Requests, with ``retry-after: 20`` unless told otherwise (``retry_after``
+    in seconds, or ``retry_after_ms``; ``retry_after=None`` sends no wait at all)."""
+
+    def __init__(
+        self,
+        *,
+        retry_after: float | None = RATE_LIMIT_RETRY_AFTER,
+        retry_after_ms: float | None = None,
+    ) -> None:
+        if retry_after_ms is not None and retry_after == RATE_LIMIT_RETRY_AFTER:
+            retry_after = None  # asked for milliseconds instead of the default seconds
         super().__init__(429, retry_after_ms=retry_after_ms, retry_after=retry_after)
 
 
 class ServerError(HTTPFault):
-    """A 5xx: 500 by default; 502, 503 and 504 are the usual others."""
+    """A 5xx: 500 by default; 502, 503 and 504 are the usual others. No wait advertised
+    unless given: the client backs off by itself."""
 
-    def __init__(self, status: int = 500, *, retry_after_ms: float | None = 1) -> None:
-        super().__init__(status, retry_after_ms=retry_after_ms)
+    def __init__(
+        self,
+        status: int = 500,
+        *,
+        retry_after: float | None = None,
+        retry_after_ms: float | None = None,
+    ) -> None:
+        super().__init__(status, retry_after_ms=retry_after_ms, retry_after=retry_after)
 
 
 class Overloaded(HTTPFault):
-    """529, Anthropic's "overloaded"."""
+    """529, Anthropic's "overloaded" (sent without a wait: the client backs off)."""
 
-    def __init__(self, *, retry_after_ms: float | None = 1) -> None:
-        super().__init__(529, retry_after_ms=retry_after_ms)
+    def __init__(
+        self, *, retry_after: float | None = None, retry_after_ms: float | None = None
+    ) -> None:
+        super().__init__(529, retry_after_ms=retry_after_ms, retry_after=retry_after)
 
 
 class RequestTimeout(HTTPFault):
-    """408 Request Timeout."""
+    """408 Request Timeout (no wait advertised: the client backs off)."""
 
-    def __init__(self, *, retry_after_ms: float | None = 1) -> None:
-        super().__init__(408, retry_after_ms=retry_after_ms)
+    def __init__(
+        self, *, retry_after: float | None = None, retry_after_ms: float | None = None
+    ) -> None:
+        super().__init__(408, retry_after_ms=retry_after_ms, retry_after=retry_after)
 
 
 class BadRequest(HTTPFault):
@@ -456,13 +493,26 @@ PASS = _Pass()
 
 @dataclass(frozen=True)
 class Attempt:
-    """One request a schedule saw: when, what, which try, and the fault it got (or None)."""
+    """One request a schedule saw: when, what, which try, and the fault it got (or None).
+    ``slept``: the seconds of waits its thread or task had asked the virtual clock for by
+    then (None without a virtual clock)."""
 
     at: float
     method: str
     path: str
     retry_count: int | None
     fault: Fault | None
+    slept: float | None = None
+
+
+# What a back-off must look like (Verdict, ``Schedule.verdict``): the first wait at least
+# MIN_BACKOFF, each next one at least BACKOFF_GROWTH times the one before, except that a
+# wait of BACKOFF_CAP or more may stop growing. The SDKs wait 0.5 s doubling up to 8 s,
+# times a jitter of 0.75-1 (consecutive ratios 1.5 or more, capped waits 6-8 s); tenacity's
+# and backoff's exponential waits pass too.
+MIN_BACKOFF = 0.1
+BACKOFF_GROWTH = 1.4
+BACKOFF_CAP = 4.5
 
 
 @dataclass(frozen=True)
@@ -470,9 +520,16 @@ class Verdict:
     """What the code under test did with the faults it was given.
 
     ``attempts``: requests sent; ``faults``: the fault kinds in order (``"pass"`` for the
-    ones let through); ``delays``: seconds between consecutive attempts; ``gave_up``: the
-    last attempt failed; ``honoured_retry_after``: every retry waited at least what the
-    fault before it asked; ``retried_terminal``: a request came after a terminal fault.
+    ones let through); ``delays``: seconds between consecutive attempts (virtual time, when
+    the clock is virtual); ``waits``: per retry, the seconds the code asked to wait before
+    it (what it slept; without a virtual clock, the delay); ``advertised``: per retry, the
+    wait the fault before it advertised (``Retry-After``), or None; ``backoff``: the waits of
+    the retries after a fault that advertised none, in order; ``backed_off``: that list
+    starts at ``MIN_BACKOFF`` (0.1 s) or more and each wait is ``BACKOFF_GROWTH`` (1.4)
+    times the one before or more, or ``BACKOFF_CAP`` (4.5 s) or more;
+    ``honoured_retry_after``: every wait was at least what was advertised and the code
+    backed off where nothing was; ``gave_up``: the last attempt failed;
+    ``retried_terminal``: a request came after a terminal fault.
     """
 
     attempts: int
@@ -481,6 +538,19 @@ class Verdict:
     gave_up: bool
     honoured_retry_after: bool
     retried_terminal: bool
+    waits: list[float]
+    advertised: list[float | None]
+    backoff: list[float]
+    backed_off: bool
+
+
+def _backs_off(waits: list[float]) -> bool:
+    if waits and waits[0] < MIN_BACKOFF:
+        return False
+    return all(
+        later >= earlier * BACKOFF_GROWTH or later >= BACKOFF_CAP
+        for earlier, later in itertools.pairwise(waits)
+    )
 
 
 class Schedule:
@@ -491,22 +561,29 @@ class Schedule:
         self.log: list[Attempt] = []
         self._lock = threading.Lock()
 
-    def _choose(self, index: int) -> Fault | None:
+    def _choose(
+        self, index: int, request: httpx2.Request, clock: _clock.Clock | None
+    ) -> Fault | None:
         raise NotImplementedError
 
-    def take(self, request: httpx2.Request) -> Fault | None:
-        """The fault for ``request``; called once per attempt by the cassette."""
+    def take(self, request: httpx2.Request, clock: _clock.Clock | None = None) -> Fault | None:
+        """The fault for ``request``; called once per attempt by the cassette, with its
+        virtual clock when it has one (the waits are read off it)."""
         if self.path is not None and not fnmatch.fnmatch(request.url.path, self.path):
             return None
         with self._lock:
-            fault = self._choose(len(self.log))
-            self._note(request, fault)
+            fault = self._choose(len(self.log), request, clock)
+            self._note(request, fault, clock)
         return fault
 
-    def _note(self, request: httpx2.Request, fault: Fault | None) -> None:
+    def _note(
+        self, request: httpx2.Request, fault: Fault | None, clock: _clock.Clock | None
+    ) -> None:
         retry = request.headers.get("x-stainless-retry-count")
         count = int(retry) if retry and retry.isdigit() else None
-        self.log.append(Attempt(time.monotonic(), request.method, request.url.path, count, fault))
+        slept = None if clock is None else clock.slept
+        path = request.url.path
+        self.log.append(Attempt(time.monotonic(), request.method, path, count, fault, slept))
 
     @property
     def injected(self) -> int:
@@ -517,18 +594,36 @@ class Schedule:
         """What the code under test did, from the log (see ``Verdict``)."""
         log = list(self.log)
         delays = [b.at - a.at for a, b in itertools.pairwise(log)]
-        honoured = all(
-            delay >= (a.fault.retry_after or 0.0) * 0.95
-            for a, delay in zip(log, delays, strict=False)
-            if a.fault is not None
+        # The waits asked of the virtual clock; none asked (or no clock): the time that
+        # passed, as a client in another process that waited for real is measured.
+        waits = [
+            (b.slept - a.slept if a.slept is not None and b.slept is not None else 0.0) or delay
+            for (a, b), delay in zip(itertools.pairwise(log), delays, strict=True)
+        ]
+        advertised = [a.fault.retry_after if a.fault else None for a in log[:-1]]
+        after_fault = [a.fault is not None for a in log[:-1]]
+        backoff = [
+            wait
+            for wait, said, faulted in zip(waits, advertised, after_fault, strict=True)
+            if faulted and said is None
+        ]
+        backed_off = _backs_off(backoff)
+        waited = all(
+            wait >= said * 0.95
+            for wait, said in zip(waits, advertised, strict=True)
+            if said is not None
         )
         return Verdict(
             attempts=len(log),
             faults=[a.fault.kind if a.fault else "pass" for a in log],
             delays=delays,
             gave_up=bool(log) and log[-1].fault is not None,
-            honoured_retry_after=honoured,
+            honoured_retry_after=waited and backed_off,
             retried_terminal=any(a.fault is not None and a.fault.terminal for a in log[:-1]),
+            waits=waits,
+            advertised=advertised,
+            backoff=backoff,
+            backed_off=backed_off,
         )
 
 
@@ -541,7 +636,9 @@ class _Sequence(Schedule):
                 expected = "a list of faults and PASS (from llmreplay.faults)"
                 raise ConfigError("fault schedule entry", item, "faults=", expected)
 
-    def _choose(self, index: int) -> Fault | None:
+    def _choose(
+        self, index: int, request: httpx2.Request, clock: _clock.Clock | None
+    ) -> Fault | None:
         item = self.items[index] if index < len(self.items) else PASS
         return item if isinstance(item, Fault) else None
 
@@ -553,7 +650,9 @@ class _Every(Schedule):
             raise ConfigError("every", n, "every(n, ...)", "n must be 1 or more")
         self.n, self.fault = n, fault
 
-    def _choose(self, index: int) -> Fault | None:
+    def _choose(
+        self, index: int, request: httpx2.Request, clock: _clock.Clock | None
+    ) -> Fault | None:
         return self.fault if (index + 1) % self.n == 0 else None
 
 
@@ -562,7 +661,9 @@ class _First(Schedule):
         super().__init__(path)
         self.n, self.fault = n, fault
 
-    def _choose(self, index: int) -> Fault | None:
+    def _choose(
+        self, index: int, request: httpx2.Request, clock: _clock.Clock | None
+    ) -> Fault | None:
         return self.fault if index < self.n else None
 
 
@@ -573,7 +674,9 @@ class _Chance(Schedule):
             raise ConfigError("probability", p, "chance(p, ...)", "p must be between 0 and 1")
         self.p, self.fault, self._random = p, fault, random.Random(seed)
 
-    def _choose(self, index: int) -> Fault | None:
+    def _choose(
+        self, index: int, request: httpx2.Request, clock: _clock.Clock | None
+    ) -> Fault | None:
         return self.fault if self._random.random() < self.p else None
 
 
@@ -626,12 +729,13 @@ class Injector(Schedule):
         self._inner = as_schedule(faults, path=path)
         return self
 
-    def _choose(self, index: int) -> Fault | None:
-        return None if self._inner is None else self._inner.take(self._request)
+    def _choose(
+        self, index: int, request: httpx2.Request, clock: _clock.Clock | None
+    ) -> Fault | None:
+        return None if self._inner is None else self._inner.take(request, clock)
 
-    def take(self, request: httpx2.Request) -> Fault | None:
-        with self._lock:
-            self._request = request
-            fault = self._choose(len(self.log))
-            self._note(request, fault)
+    def take(self, request: httpx2.Request, clock: _clock.Clock | None = None) -> Fault | None:
+        with self._lock:  # the inner schedule's path decides; this log sees every request
+            fault = self._choose(len(self.log), request, clock)
+            self._note(request, fault, clock)
         return fault

@@ -11,12 +11,11 @@ One class of each serves sync and async clients.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
-import anyio
 import httpx2
 
+from . import _clock
 from ._format import ends_with_last_event
 
 
@@ -57,24 +56,24 @@ class ReplayStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
     def _delay(self, index: int, start: float) -> float:
         if index >= len(self._offsets):
             return 0.0
-        return self._offsets[index] / 1000.0 - (time.monotonic() - start)
+        return self._offsets[index] / 1000.0 - (_clock.real_monotonic() - start)
 
     def __iter__(self) -> Iterator[bytes]:
-        start = time.monotonic()
+        start = _clock.real_monotonic()
         for index, chunk in enumerate(self._chunks):
             delay = self._delay(index, start)
             if delay > 0:
-                time.sleep(delay)
+                _clock.real_sleep(delay)
             yield chunk
         if self._cut:
             raise self._error()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        start = time.monotonic()
+        start = _clock.real_monotonic()
         for index, chunk in enumerate(self._chunks):
             delay = self._delay(index, start)
             if delay > 0:
-                await anyio.sleep(delay)
+                await _clock.real_asleep(delay)
             yield chunk
         if self._cut:
             raise self._error()
@@ -98,7 +97,7 @@ class RecordingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
         self._upstream = upstream
         self._drain = drain
         self._on_done = on_done
-        self._start = time.monotonic()
+        self._start = _clock.real_monotonic()
         self._chunks: list[bytes] = []
         self._offsets: list[float] = []
         self._ended: str | None = "caller"
@@ -108,7 +107,7 @@ class RecordingStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
 
     def _add(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
-        self._offsets.append(round((time.monotonic() - self._start) * 1000.0, 3))
+        self._offsets.append(round((_clock.real_monotonic() - self._start) * 1000.0, 3))
 
     def _finish(self) -> None:
         if not self._done:

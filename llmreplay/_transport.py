@@ -8,12 +8,12 @@ the cassette tee the answer into a recording; a fault may then alter the answer.
 
 from __future__ import annotations
 
-import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-import anyio
 import httpx2
+
+from . import _clock
 
 if TYPE_CHECKING:
     from ._cassette import Cassette
@@ -69,13 +69,13 @@ class CassetteTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
             return seen
         plan = self.cassette._plan(request)
         if plan.delay > 0:
-            time.sleep(plan.delay)
+            _clock.pause(plan.delay)
         if plan.error is not None:
             raise plan.error
         response = plan.response
         if response is None:
             assert plan.upstream is not None
-            started = time.monotonic()
+            started = _clock.real_monotonic()
             token = _forwarding.set(True)
             try:
                 answer = self._sync_upstream().handle_request(request)
@@ -91,13 +91,13 @@ class CassetteTransport(httpx2.BaseTransport, httpx2.AsyncBaseTransport):
             return seen
         plan = self.cassette._plan(request)
         if plan.delay > 0:
-            await anyio.sleep(plan.delay)
+            await _clock.apause(plan.delay)
         if plan.error is not None:
             raise plan.error
         response = plan.response
         if response is None:
             assert plan.upstream is not None
-            started = time.monotonic()
+            started = _clock.real_monotonic()
             token = _forwarding.set(True)
             try:
                 answer = await self._async_upstream().handle_async_request(request)

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 MARKER = (
     "llmreplay(mode=None, cassette=None, match_on=None, ignore=(), allow_repeats=False, "
-    "faults=None, realtime=False, record_errors=False, normalise=()): this test's cassette "
+    "faults=None, virtual_clock=True, realtime=False, record_errors=False, normalise=()): "
+    "this test's cassette "
     "(the marker alone turns it on)"
 )
 _MAX_NAME = 120
@@ -60,7 +61,13 @@ _COUNTS = (
     "dropped",
 )
 _SWALLOWED = pytest.StashKey[list[str]]()
-_BOOL_OPTIONS = ("allow_repeats", "realtime", "record_errors", "ignore_localhost")
+_BOOL_OPTIONS = (
+    "allow_repeats",
+    "realtime",
+    "record_errors",
+    "ignore_localhost",
+    "virtual_clock",
+)
 _NAMES_OPTIONS = (
     "match_on",
     "ignore",

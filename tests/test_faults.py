@@ -3,7 +3,9 @@ are verified in milliseconds, and faults never reach the cassette."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 
 import llmreplay
 from llmreplay import faults as f
+from llmreplay._clock import real_monotonic
 from llmreplay._faults import Fault
 from tests.helpers import close, collect, resolve
 from tests.server import LoopbackServer, start_server
@@ -156,7 +159,8 @@ async def test_sdk_retries_observed_in_milliseconds(
         assert verdict.attempts == min(failures, retries) + 1
         assert verdict.gave_up is (failures > retries)
         assert verdict.honoured_retry_after
-        assert time.monotonic() - started < 2.0  # retry-after-ms: 1, not the SDK's backoff
+        # retry-after: 20 each time, on the virtual clock: no real second is spent
+        assert time.monotonic() - started < 2.0
     await close(oa, an)
 
 
@@ -204,7 +208,8 @@ async def test_fault_responses_speak_each_providers_error_shape(recorded: Path) 
         "error": {"type": "overloaded_error", "message": "llmreplay simulated error 529"},
     }
     response = from_openai.value.response
-    assert response.headers["retry-after-ms"] == "1"
+    assert "retry-after" not in response.headers  # a 529 advertises no wait: the SDK backs off
+    assert "retry-after-ms" not in response.headers
     assert response.extensions["llmreplay"]["source"] == "fault"
     await close(oa, an)
 
@@ -362,3 +367,123 @@ async def test_cut_stream_counts_events_of_a_stream_written_in_one_piece(
     await close(replay)
     assert again.stats.played == 1 and events[-1].choices[0].finish_reason == "stop"
     assert "".join(e.choices[0].delta.content or "" for e in events if e.choices) == "echo: a b c d"
+
+
+# -- the verdict: per retry, what the code waited against what the fault advertised --------
+
+
+async def test_the_sdks_pass_the_verdict_on_realistic_waits_in_no_real_time(
+    recorded: Path, sync: bool
+) -> None:
+    oa, an = _clients(sync, retries=3)
+    for client, call in ((oa, _chat), (an, _message)):
+        schedule = f.sequence([f.RateLimit(), f.ServerError(503), f.ServerError(502), f.PASS])
+        started = real_monotonic()
+        with llmreplay.cassette(recorded, faults=schedule, allow_repeats=True):
+            await resolve(call(client, False))
+        verdict = schedule.verdict()
+        assert real_monotonic() - started < 2.0  # 20 s + the SDK's back-off, virtually
+        assert verdict.attempts == 4 and not verdict.gave_up
+        assert verdict.advertised == [20.0, None, None]  # retry-after: 20 on the 429
+        assert verdict.waits[0] == 20.0  # the SDK slept exactly what it was told
+        # then its own back-off, 0.5 s doubling per retry taken, times a jitter of 0.75-1
+        assert verdict.backoff == verdict.waits[1:]
+        assert 0.75 <= verdict.backoff[0] <= 1.0 and 1.5 <= verdict.backoff[1] <= 2.0
+        assert verdict.backed_off and verdict.honoured_retry_after
+    await close(oa, an)
+
+
+def _correct(attempt: int, headers: httpx2.Headers) -> float:
+    said = headers.get("retry-after")
+    return float(said) if said else 0.5 * 2**attempt
+
+
+WRONG_RETRY_LOOPS = {
+    "no sleep": lambda attempt, headers: 0.0,
+    "fixed sleep": lambda attempt, headers: 0.002,
+    "ignores Retry-After": lambda attempt, headers: 0.5 * 2**attempt,
+    "no backoff": lambda attempt, headers: float(headers.get("retry-after") or 1.0),
+}
+
+
+async def _retrying(recorded: Path, sync: bool, wait_for: Any, faults: list[Any]) -> f.Verdict:
+    """A hand-written retry loop over httpx2 (up to 4 attempts, waiting ``wait_for(attempt,
+    headers)`` between them), against ``faults`` in front of the recording."""
+    schedule = f.sequence(faults)
+    url = "http://127.0.0.1:9/v1/chat/completions"
+    messages = [{"role": "user", "content": "a b c d"}]
+    payload = {"model": "gpt-4o-mini", "messages": messages, "stream": False}  # as _chat sends
+    with llmreplay.cassette(recorded, faults=schedule, allow_repeats=True):
+        for attempt in range(4):
+            if sync:
+                with httpx2.Client() as client:
+                    answer = client.post(url, json=payload)
+            else:
+                async with httpx2.AsyncClient() as aclient:
+                    answer = await aclient.post(url, json=payload)
+            if answer.status_code < 400:
+                break
+            wait = wait_for(attempt, answer.headers)
+            if sync:
+                time.sleep(wait)
+            else:
+                await asyncio.sleep(wait)
+    return schedule.verdict()
+
+
+FAULTS = [f.RateLimit(), f.ServerError(503), f.ServerError(502), f.PASS]
+
+
+async def test_a_correct_retry_loop_passes_the_verdict(recorded: Path, sync: bool) -> None:
+    started = real_monotonic()
+    verdict = await _retrying(recorded, sync, _correct, FAULTS)
+    assert real_monotonic() - started < 2.0  # 23 s of waits, none of them real
+    assert verdict.waits == [20.0, 1.0, 2.0]
+    assert verdict.advertised == [20.0, None, None] and verdict.backoff == [1.0, 2.0]
+    assert verdict.honoured_retry_after and verdict.backed_off and not verdict.gave_up
+
+
+@pytest.mark.parametrize("wrong", WRONG_RETRY_LOOPS)
+async def test_each_wrong_retry_loop_fails_the_verdict(
+    recorded: Path, sync: bool, wrong: str
+) -> None:
+    verdict = await _retrying(recorded, sync, WRONG_RETRY_LOOPS[wrong], FAULTS)
+    assert verdict.attempts == 4 and not verdict.gave_up  # it did get its answer
+    assert not verdict.honoured_retry_after
+    if wrong == "ignores Retry-After":
+        assert verdict.waits[0] < verdict.advertised[0]  # type: ignore[operator]
+        assert verdict.backed_off  # its back-off alone is fine
+    if wrong == "no backoff":
+        assert verdict.waits[0] == 20.0 and verdict.backoff == [1.0, 1.0]
+        assert not verdict.backed_off
+
+
+async def test_without_a_virtual_clock_the_waits_are_real(recorded: Path) -> None:
+    schedule = f.sequence([f.RateLimit(retry_after=0.05), f.PASS])
+    started = real_monotonic()
+    with llmreplay.cassette(recorded, faults=schedule, virtual_clock=False):
+        _chat(openai.OpenAI(api_key="k", base_url="http://127.0.0.1:9/v1"), False)
+    assert real_monotonic() - started >= 0.05
+    verdict = schedule.verdict()
+    assert verdict.advertised == [0.05] and verdict.waits[0] >= 0.05 * 0.95
+    assert verdict.honoured_retry_after
+
+
+def test_the_readme_retry_example_fails_the_wrong_loop(
+    pytester: pytest.Pytester, upstream: LoopbackServer
+) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (block,) = [
+        b
+        for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+        if b.startswith("# test_retries.py")
+    ]
+    pytester.makepyfile(test_retries=block)
+    for mode in ("record", "replay"):
+        started = real_monotonic()
+        result = pytester.runpytest_inprocess("-p", "no:randomly", f"--llm-mode={mode}")
+        assert real_monotonic() - started < 10.0  # 23 s of advertised waits, all virtual
+        result.assert_outcomes(passed=1, failed=1)
+        result.stdout.fnmatch_lines(["*test_retries[[]ignores_retry_after[]]*"])
+        assert "assert verdict.honoured_retry_after" in result.stdout.str()
+    assert len(upstream.requests) == 2  # one recording per test; replay sent nothing

@@ -97,7 +97,9 @@ async def test_retries_follow_the_policy_and_honour_retry_after(
 ) -> None:
     client = _client(server, clock)
     messages = [{"role": "user", "content": "hello"}]
-    schedule = f.sequence([f.RateLimit(), f.ServerError(503), f.RateLimit(retry_after=4.5), f.PASS])
+    # (the first 429 advertises 1 ms: the policy's longer backoff wins)
+    first = f.RateLimit(retry_after_ms=1)
+    schedule = f.sequence([first, f.ServerError(503), f.RateLimit(retry_after=4.5), f.PASS])
     with llmreplay.cassette(tmp_path / "c.msgpack", mode="live", faults=schedule):
         reply = await _send(client, sync, messages)
     assert reply.content == "echo: hello"

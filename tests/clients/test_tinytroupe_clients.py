@@ -121,7 +121,8 @@ async def test_retries_log_each_attempt_and_wait(
     server: LoopbackServer, clock: FakeClock, sync: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = llmreplay.OpenAIClient(base_url=server.url, sleep=clock.sleep, asleep=clock.asleep)
-    schedule = f.sequence([f.RateLimit(), f.ServerError(503), f.PASS])
+    # A 429 advertising 1 ms: the per-call waiting_time is what the client waits.
+    schedule = f.sequence([f.RateLimit(retry_after_ms=1), f.ServerError(503), f.PASS])
     call = client.send_message if sync else client.asend_message
     with (
         caplog.at_level(logging.WARNING, logger="llmreplay"),

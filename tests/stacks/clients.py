@@ -5,8 +5,8 @@
 text. Each client retries a 429 the way it does in production: the SDKs by themselves,
 urllib3 and requests with urllib3's ``Retry(status_forcelist=[429])``, and the bare httpx
 and aiohttp clients (which never retry by themselves) with the few lines an application
-adds, honouring ``retry-after-ms``. Each sends ``KEY`` as its credential, so tests can check
-it never reaches a cassette.
+adds, honouring ``retry-after-ms`` / ``retry-after``. Each sends ``KEY`` as its credential,
+so tests can check it never reaches a cassette.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ class Client:
     call: Callable[[str, str, str], str]
     # Variants whose client never retries a 429 (it raises its own rate-limit error).
     no_retry: tuple[str, ...] = ()
+    # Whether it waits what a 429's Retry-After says (the verdict checks it, both ways).
+    honours_retry_after: bool = True
 
 
 def body(prompt: str, stream: bool = False) -> dict[str, Any]:
@@ -64,9 +66,13 @@ def reply_text(payload: dict[str, Any]) -> str:
 
 
 def _wait(status: int, headers: Any) -> float | None:
+    """What an application waits after ``status``: Retry-After (``retry-after-ms`` first,
+    as the SDKs read it), or None when it does not retry."""
     if status != 429:
         return None
-    return float(headers.get("retry-after-ms", "1")) / 1000.0
+    if headers.get("retry-after-ms"):
+        return float(headers["retry-after-ms"]) / 1000.0
+    return float(headers.get("retry-after") or 1.0)
 
 
 # -- bare clients ----------------------------------------------------------------------
@@ -300,7 +306,7 @@ def genai_client(origin: str) -> Any:
     from google import genai
     from google.genai import types
 
-    retry = types.HttpRetryOptions(attempts=3, initial_delay=0.001, max_delay=0.002)
+    retry = types.HttpRetryOptions(attempts=3)  # its own default waits: virtual in a cassette
     options = types.HttpOptions(base_url=origin, retry_options=retry)
     return genai.Client(api_key=KEY, http_options=options)
 
@@ -338,10 +344,18 @@ CLIENTS = {
         Client("mistralai", "httpx2", VARIANTS, _mistral),
         # cohere 7.x retries 429 on chat but not on chat_stream.
         Client("cohere", "httpx", VARIANTS, _cohere, no_retry=("stream", "astream")),
-        Client("litellm-vllm", "httpx", VARIANTS, litellm_call("hosted_vllm", retries=2)),
+        # litellm's own handler retries at once (~20 ms), whatever the 429 advertises.
+        Client(
+            "litellm-vllm",
+            "httpx",
+            VARIANTS,
+            litellm_call("hosted_vllm", retries=2),
+            honours_retry_after=False,
+        ),
         Client("litellm-openai", "httpx2", VARIANTS, litellm_call("openai")),
-        Client("genai", "httpx2", ("sync", "stream"), _genai),
-        Client("genai-aiohttp", "aiohttp", ("async", "astream"), _genai),
+        # google-genai backs off by its own exponential schedule (~1-2 s), not Retry-After.
+        Client("genai", "httpx2", ("sync", "stream"), _genai, honours_retry_after=False),
+        Client("genai-aiohttp", "aiohttp", ("async", "astream"), _genai, honours_retry_after=False),
         Client("aiohttp", "aiohttp", ("async", "astream"), _aiohttp),
         Client("requests", "requests", ("sync", "stream"), _requests),
         Client("urllib3", "urllib3", ("sync", "stream"), _urllib3),

@@ -69,6 +69,11 @@ def test_records_replays_offline_and_retries_a_429(
             return
         retried = client.call(server.origin, prompt, variant)
     assert retried == recorded
-    assert schedule.verdict().faults == ["http_429", "pass"]
+    verdict = schedule.verdict()
+    assert verdict.faults == ["http_429", "pass"]
+    record_property("waits", verdict.waits)
+    # retry-after: 20, waited out on the virtual clock (or, for two clients, not at all)
+    told = f"waited {verdict.waits}, told {verdict.advertised}"
+    assert verdict.honoured_retry_after is client.honours_retry_after, told
     assert cas.stats.played == 1
     assert len(server.requests) == 1

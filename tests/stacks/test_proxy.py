@@ -201,7 +201,7 @@ def test_anthropic_replays_through_a_proxy_variable_without_a_connection(
         anthropic.Anthropic(api_key="sk-ant-test", http_client=mock).messages.create(**ask)
     with llmreplay.cassette(path, mode="replay"):
         reply = anthropic.Anthropic(api_key="sk-ant-test", max_retries=0).messages.create(**ask)
-    assert reply.content[0].text == "from the cassette"  # type: ignore[union-attr]
+    assert reply.content[0].text == "from the cassette"
     assert proxied.lines == []
 
 
