@@ -117,9 +117,13 @@ class StreamCut(Exception):
     """Raised out of the app to make the server drop a connection whose stream was cut."""
 
 
+DEFAULT_NAME = "default.msgpack"  # in --dir DIR: the cassette of requests that name none
+
+
 class ServeApp:
     """The ASGI app. ``mode`` applies to every cassette it opens; ``cassette`` is the default
-    cassette file, ``directory`` the folder named cassettes live in; ``upstreams`` is the
+    cassette file (with only ``directory``: ``DEFAULT_NAME`` in it), ``directory`` the folder
+    named cassettes live in; ``upstreams`` is the
     route table (``parse_upstreams``). ``register`` adds in-process cassettes by name.
     """
 
@@ -135,8 +139,13 @@ class ServeApp:
     ) -> None:
         self.mode = Mode.parse(mode, source=mode_source)
         self.mode_source = mode_source
-        self.default = Path(cassette) if cassette is not None else None
         self.directory = Path(directory) if directory is not None else None
+        # A request naming no cassette uses this one: --cassette, else DIR/default.msgpack.
+        self.default = (
+            Path(cassette)
+            if cassette is not None
+            else (self.directory / DEFAULT_NAME if self.directory is not None else None)
+        )
         self.upstreams = dict(upstreams if upstreams is not None else PRESETS)
         self.options = dict(options or {})
         self.counts = {"requests": 0, "errors": 0}

@@ -124,13 +124,12 @@ def _server(app: ServeApp) -> Any:
 
 
 def describe(app: ServeApp) -> str:
-    where = (
-        f"cassette={app.default}"
-        if app.default is not None
-        else f"cassettes={app.directory}"
-        if app.directory is not None
-        else "cassettes=registered in-process"
-    )
+    if app.directory is not None:
+        where = f"cassettes={app.directory}, default cassette={app.default}"
+    elif app.default is not None:
+        where = f"cassette={app.default}"
+    else:
+        where = "cassettes=registered in-process"
     return f"mode={app.mode.value}, {where}"
 
 

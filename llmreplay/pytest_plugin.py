@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from ._faults import Injector
 
 MARKER = (
-    "llmreplay(mode=None, cassette=None, match_on=None, ignore=(), allow_repeats=False, "
+    "llmreplay(mode=None, cassette=None (a name, or a list: the first recorded into, all read), "
+    "match_on=None, ignore=(), allow_repeats=False, "
     "faults=None, virtual_clock=True, realtime=False, record_errors=False, normalise=()): "
     "this test's cassette "
     "(the marker alone turns it on)"
@@ -405,9 +406,15 @@ def _checked(options: dict[str, Any], source: str) -> dict[str, Any]:
     allowed = set(inspect.signature(Cassette).parameters) - {"path", "mode", "mode_source"}
     allowed -= {"storage", "rewrite", "extra"}
     for name, value in options.items():
-        if name in ("mode", "cassette"):
+        if name == "cassette" and isinstance(value, list | tuple):
+            # Several: the first is the test's (recordings go there), the rest are read too.
+            if not value or not all(isinstance(v, str | os.PathLike) for v in value):
+                raise ConfigError(name, value, source, "expected a name or a list of names")
+            options[name] = list(value)
+        elif name in ("mode", "cassette"):
             if value is not None and not isinstance(value, str | os.PathLike):
-                raise ConfigError(name, value, source, "expected a string")
+                expected = "expected a string" if name == "mode" else "expected a name or a list"
+                raise ConfigError(name, value, source, expected)
         elif name not in allowed:
             expected = "expected one of: cassette, mode, " + ", ".join(sorted(allowed))
             raise ConfigError("cassette option", name, source, expected)
@@ -524,6 +531,10 @@ def llm_cassette(
     options.pop("mode", None)
     directory = cassette_dir(node)
     named = options.pop("cassette", None)
+    also: list[Path] = []
+    if isinstance(named, list):  # cassette=[a, b]: a is this test's, b is read as well
+        named, *rest = named
+        also = [p if p.is_absolute() else directory / p for p in map(Path, rest)]
     if named is None:
         path = cassette_path(node, directory)
         if vcr is not None and vcr["dir"] is not None:  # a vcr_cassette_dir override
@@ -534,6 +545,8 @@ def llm_cassette(
     if vcr is not None and vcr["extra"]:
         base = vcr["dir"] if vcr["dir"] is not None else path.parent
         options["extra"] = [_extra_path(base, name) for name in vcr["extra"]]
+    if also:
+        options["extra"] = [*options.get("extra", ()), *also]
     if "llm_faults" in request.fixturenames:
         injector = request.getfixturevalue("llm_faults")
         options["faults"] = injector.use(options.get("faults"))

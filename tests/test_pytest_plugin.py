@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+import llmreplay
 from llmreplay import Mode
 from llmreplay.pytest_plugin import cassette_path
-from tests.helpers import fake_key
+from tests.helpers import PYTESTER_APP, fake_key
 from tests.server import LoopbackServer
 
 CHAT = """
@@ -363,3 +364,54 @@ def test_config_fixtures_from_a_p_plugin_are_honoured(pytester: pytest.Pytester)
     )
     pytester.syspathinsert()
     pytester.runpytest("-p", "myplugin").assert_outcomes(passed=2)
+
+
+def test_the_marker_takes_several_cassettes_the_first_recorded_into(
+    pytester: pytest.Pytester, upstream: LoopbackServer
+) -> None:
+    pytester.makepyfile(app=PYTESTER_APP)
+    pytester.syspathinsert()
+    pytester.makepyfile(
+        test_record="""
+        import pytest, app
+
+        @pytest.mark.llmreplay(cassette="one.msgpack")
+        def test_one(llm_cassette):
+            assert app.ask("one") == "echo: one"
+
+        @pytest.mark.llmreplay(cassette="two.msgpack")
+        def test_two(llm_cassette):
+            assert app.ask("two") == "echo: two"
+        """
+    )
+    pytester.runpytest("-p", "no:randomly", "--llm-mode=record").assert_outcomes(passed=2)
+    sent = len(upstream.requests)
+    pytester.makepyfile(
+        test_both="""
+        import pytest, app
+
+        @pytest.mark.llmreplay(cassette=["mine.msgpack", "one.msgpack", "two.msgpack"])
+        def test_both(llm_cassette):
+            assert app.ask("one") == "echo: one" and app.ask("two") == "echo: two"
+            assert llm_cassette.stats.played == 2
+
+        @pytest.mark.llmreplay(cassette=["mine.msgpack", "one.msgpack"], mode="auto")
+        def test_new_goes_to_the_first(llm_cassette):
+            assert app.ask("one") == "echo: one" and app.ask("three") == "echo: three"
+
+        @pytest.mark.llmreplay(cassette=[])
+        def test_empty(llm_cassette):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly", "test_both.py")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*cassette*expected a name or a list of names*"])
+    assert len(upstream.requests) == sent + 1  # only "three" went out
+    folder = pytester.path / "fixtures" / "cassettes"
+    (mine,) = folder.rglob("mine.msgpack")
+    assert [
+        i.request.url.endswith("/chat/completions") for i in llmreplay.cassette(mine).interactions
+    ] == [True]
+    (one,) = folder.rglob("one.msgpack")
+    assert len(llmreplay.cassette(one).interactions) == 1  # read, never written

@@ -298,7 +298,9 @@ def test_errors_are_json_answers_that_say_why(
     for refused in (escape, escape_path):
         assert (refused.status_code, refused.headers["x-llmreplay-error"]) == (400, "bad-cassette")
         assert "inside" in refused.json()["error"]["message"]
-    assert unnamed.status_code == 400 and "x-llmreplay-cassette" in unnamed.text
+    # A request naming no cassette uses DIR/default.msgpack (not recorded yet: a miss).
+    assert (unnamed.status_code, unnamed.headers["x-llmreplay-error"]) == (599, "miss")
+    assert str(tmp_path / "default.msgpack") in unnamed.json()["error"]["message"]
     assert (no_route.status_code, no_route.headers["x-llmreplay-error"]) == (404, "no-route")
     assert "/anthropic" in no_route.json()["error"]["message"]
     assert (broken.status_code, broken.headers["x-llmreplay-error"]) == (599, "cassette")
@@ -595,7 +597,8 @@ def test_a_signal_during_a_recording_leaves_a_loadable_cassette(
     items = llmreplay.cassette(tmp_path / "cas" / "run.msgpack").interactions
     assert len(items) == 2 and items[1].response.cut is None
     text = log.read_text()
-    assert f"mode=record, cassettes={tmp_path / 'cas'}" in text
+    cas = tmp_path / "cas"
+    assert f"mode=record, cassettes={cas}, default cassette={cas / 'default.msgpack'}" in text
     assert text.count("POST /_c/run/fake/v1/chat/completions -> 200 upstream") == 2
     assert f"stopped ({sig.name}); 1 cassette(s) written" in text
 
@@ -707,3 +710,19 @@ def test_the_readme_compose_service_is_a_valid_serve_invocation() -> None:
     assert base.startswith(f"http://llm:{port}/_c/")
     path = httpx2.URL(base).path + "/chat/completions"
     assert target(PRESETS, path, b"") == ("app", "https://api.openai.com/v1/chat/completions")
+
+
+def test_a_directory_server_records_unnamed_requests_into_its_default_cassette(
+    tmp_path: Path, server: LoopbackServer, served: list[InProcessServer]
+) -> None:
+    proxy = start(served, server, "record", directory=tmp_path)
+    with httpx2.Client() as client:
+        answer = client.post(f"{proxy.url}/fake/v1/chat/completions", json=CHAT)
+    assert answer.status_code == 200
+    proxy.stop()
+    served.remove(proxy)
+    assert len(llmreplay.cassette(tmp_path / "default.msgpack").interactions) == 1
+    again = start(served, server, "replay", directory=tmp_path)
+    with httpx2.Client() as client:
+        replayed = client.post(f"{again.url}/fake/v1/chat/completions", json=CHAT)
+    assert replayed.json() == answer.json() and len(server.requests) == 1
