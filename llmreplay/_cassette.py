@@ -254,6 +254,7 @@ class Cassette:
         ignore_hosts: Iterable[str] = (),
         ignore_localhost: bool = False,
         virtual_clock: bool = True,
+        record_on_exception: bool = True,
     ) -> None:
         extra = tuple(extra)
         self._arguments = {k: v for k, v in locals().items() if k not in ("self", "path")}
@@ -279,6 +280,10 @@ class Cassette:
         self.virtual_clock = virtual_clock
         self.clock = _clock.Clock()
         self._clock_runs: list[bool] = []  # per __enter__: whether it started the clock
+        # vcrpy's record_on_exception=False: a block that raised (or a test the plugin saw
+        # fail, ``failed``) writes nothing.
+        self.record_on_exception = record_on_exception
+        self.failed = False
         self._scrubber = Scrubber(filter_headers, filter_query, before_record, filter_post_data)
         names, self._matchers = _split_matchers(match_on)
         ignored = [*ignore, *sorted(self._scrubber.post_data)]
@@ -408,8 +413,9 @@ class Cassette:
                 _clock.stop(self.clock)
             _patch.deactivate(self)
         finally:
-            self.save()
-            self._rewrite_if_nothing_recorded()
+            if self.record_on_exception or (exc is None and not self.failed):
+                self.save()
+                self._rewrite_if_nothing_recorded()
 
     def __call__(self, function: _F) -> _F:
         """Use the cassette as a decorator (vcrpy's ``@vcr.use_cassette`` form): each call

@@ -349,9 +349,10 @@ def _notes(rows: list[dict[str, Any]], modules: list[Path]) -> list[str]:
     ignored = sorted({o for row in rows for o in row.get("options", ()) if o in _IGNORED})
     if ignored:
         notes.append(
-            f"vcrpy options the compatibility layer accepts and ignores (with a warning): "
-            f"{', '.join(ignored)}; under filterwarnings=error, remove them from the markers "
-            "and vcr_config"
+            f"vcrpy options the compatibility layer accepts and ignores, without a word at "
+            f"run time: {', '.join(ignored)}; they have no effect under llmreplay (msgpack "
+            "files, its own layout, bodies kept as sent): remove them from the markers and "
+            "vcr_config"
         )
     direct = [str(p) for p in modules if "use_cassette(" in p.read_text("utf-8")]
     if direct:

@@ -62,7 +62,16 @@ _IGNORED = {
     "path_transformer": "the plugin names cassette files itself",
     "cassette_library_dir": "use the llm_cassette_dir ini setting or vcr_cassette_dir",
     "persister": "cassettes are saved atomically by llmreplay",
-    "record_on_exception": "what a test recorded is saved whether or not it passed",
+}
+# vcrpy's match_on when a cassette names none (vcr.config.VCR.__init__).
+VCR_DEFAULT_MATCH_ON = ("method", "scheme", "host", "port", "path", "query")
+# Real vcrpy options llmreplay refuses, each with what to do instead.
+_REFUSED = {
+    "custom_patches": (
+        "it patches further HTTP clients for vcrpy; llmreplay captures httpx2, httpx, "
+        "aiohttp, requests and urllib3 itself: remove the option (what it patched is "
+        "captured) or, for another client, send through one of those"
+    ),
 }
 
 
@@ -81,7 +90,16 @@ def cassette_options(
                 )
             mode = RECORD_MODES[value]
         elif name == "match_on":
-            out["match_on"] = [_matcher(part, source, matchers) for part in value]
+            if "additional_matchers" not in options:  # else: below, with them appended
+                out["match_on"] = [_matcher(part, source, matchers) for part in value]
+        elif name == "additional_matchers":  # vcrpy: appended to match_on (or its default)
+            extra = [_matcher(part, source, matchers) for part in value]
+            base = options.get("match_on", VCR_DEFAULT_MATCH_ON)
+            out["match_on"] = [*(_matcher(p, source, matchers) for p in base), *extra]
+        elif name == "record_on_exception":
+            out["record_on_exception"] = bool(value)
+        elif name in _REFUSED:
+            raise ConfigError("vcrpy option", name, source, _REFUSED[name])
         elif name in _RENAMED:
             out[_RENAMED[name]] = value
         elif name == "before_record_request":
@@ -97,7 +115,8 @@ def cassette_options(
                 "vcrpy option",
                 name,
                 source,
-                "llmreplay maps record_mode, match_on, "
+                "llmreplay maps record_mode, match_on, additional_matchers, "
+                "record_on_exception, "
                 + ", ".join(sorted(_RENAMED))
                 + ", before_record_request, before_record_response; for anything else use "
                 "@pytest.mark.llmreplay(...) options (see the README's 'Coming from "

@@ -68,6 +68,7 @@ _BOOL_OPTIONS = (
     "record_errors",
     "ignore_localhost",
     "virtual_clock",
+    "record_on_exception",
 )
 _NAMES_OPTIONS = (
     "match_on",
@@ -452,13 +453,15 @@ def _vcr_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     from ._vcr_compat import cassette_options
 
     shim = _pytest_vcr.shim(request.config)
-    config, config_mode = cassette_options(
-        dict(optional_fixture(request, "vcr_config", {})), "vcr_config", shim.matchers
-    )
+    raw_config = dict(optional_fixture(request, "vcr_config", {}))
+    config, config_mode = cassette_options(raw_config, "vcr_config", shim.matchers)
     markers = list(request.node.iter_markers("vcr"))  # the closest first
     merged: dict[str, Any] = {}
     for marker in reversed(markers):
         merged.update(marker.kwargs)
+    if "additional_matchers" in merged and "match_on" not in merged and "match_on" in raw_config:
+        # vcrpy merges vcr_config and the marker first: appended to vcr_config's match_on
+        merged = {"match_on": raw_config["match_on"], **merged}
     marker_options, marker_mode = cassette_options(merged, "@pytest.mark.vcr", shim.matchers)
     return {
         "config": _checked(config, "vcr_config"),
@@ -566,6 +569,7 @@ def llm_cassette(
                     patch.setenv(name, PLACEHOLDER_KEY)
         with cassette:
             yield cassette
+            cassette.failed = not node.stash.get(_PASSED, False)  # record_on_exception
     passed = node.stash.get(_PASSED, False)
     _account(request.config, cassette, directory, passed=passed)
     if passed and settings["fail_on_unused"] and cassette.mode.reads and cassette.unused():

@@ -174,7 +174,8 @@ def test_an_unknown_vcr_option_names_our_equivalent(pytester: pytest.Pytester) -
     )
     result = pytester.runpytest()
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*'custom_patches' from @pytest.mark.vcr*llmreplay maps*"])
+    # custom_patches is a real vcrpy option: refused by its name, with what to do instead
+    result.stdout.fnmatch_lines(["*'custom_patches' from @pytest.mark.vcr*captures httpx2*"])
 
 
 def test_disable_recording_goes_live(pytester: pytest.Pytester, upstream: LoopbackServer) -> None:
@@ -322,3 +323,64 @@ def test_the_remaining_pytest_recording_names(
     replayed = pytester.runpytest("--record-mode=none", "-k", "hooks or localhost")
     replayed.assert_outcomes(passed=1, failed=1)  # the ignored host went live, and is down
     replayed.stdout.fnmatch_lines(["*test_localhost_ignored*", "*2 replayed*"])
+
+
+def test_additional_matchers_are_appended_to_vcrpys_match_on(
+    pytester: pytest.Pytester, upstream: LoopbackServer
+) -> None:
+    pytester.makepyfile(
+        test_tenants="""
+        import pytest
+        import app
+
+        def same_tenant(r1, r2):
+            assert r1.headers.get("x-tenant") == r2.headers.get("x-tenant")
+
+        @pytest.mark.vcr("shared.yaml", additional_matchers=[same_tenant])
+        def test_strict():
+            assert app.ask("hi", extra_headers={"x-tenant": "b"}) == "echo: hi"
+
+        @pytest.mark.vcr("shared.yaml")
+        def test_loose():
+            assert app.ask("hi", extra_headers={"x-tenant": "b"}) == "echo: hi"
+        """
+    )
+    shared = pytester.path / "fixtures" / "cassettes" / "test_tenants" / "shared.msgpack"
+    with llmreplay.cassette(shared, mode="record") as cas:
+        client = cas.openai_client(base_url=upstream.url, api_key=fake_key("sk-"))
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers={"x-tenant": "a"},
+        )
+        client.close()
+    sent = len(upstream.requests)
+    result = pytester.runpytest("-p", "no:randomly", "--record-mode=none")
+    result.assert_outcomes(passed=1, failed=1)  # tenant b is not tenant a's recording
+    result.stdout.fnmatch_lines(["*test_strict*no recording*"])
+    assert len(upstream.requests) == sent
+
+
+def test_record_on_exception_false_writes_nothing_for_a_failing_test(
+    pytester: pytest.Pytester, upstream: LoopbackServer
+) -> None:
+    pytester.makepyfile(
+        test_fails="""
+        import pytest
+        import app
+
+        @pytest.mark.vcr(record_on_exception=False)
+        def test_not_kept():
+            app.ask("one")
+            raise RuntimeError("the test failed after its call")
+
+        @pytest.mark.vcr
+        def test_kept_by_default():
+            app.ask("two")
+            raise RuntimeError("the test failed after its call")
+        """
+    )
+    pytester.runpytest("-p", "no:randomly", "--record-mode=all").assert_outcomes(failed=2)
+    assert _cassettes(pytester.path) == [
+        "fixtures/cassettes/test_fails/test_kept_by_default.msgpack"
+    ]
