@@ -32,7 +32,7 @@ from ._format import (
     parse_json,
 )
 from ._match import url_path
-from ._scrub import KEY_SHAPES, KEY_START, innermost, unescape
+from ._scrub import KEY_ALTERNATIVES, KEY_START, decode_all, innermost, unescape
 from ._storage import TMP_DIR, FileStorage
 
 # Bodies larger than this (decoded) are summarised, not shown: a readable copy stays
@@ -48,15 +48,15 @@ _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{28,}={0,2}")
 _HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2}){14,}")
 # What credentials look like; matched on every header, URL and decoded body.
 SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("an Anthropic API key", re.compile(_START + r"sk-ant-[A-Za-z0-9_-]{20,}")),
+    ("an Anthropic API key", re.compile(_START + r"sk-ant-(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{20,}")),
     (
         "an OpenAI API key",
-        re.compile(_START + r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
+        re.compile(_START + r"sk-(?:proj-|svcacct-|admin-)?(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{20,}"),
     ),
     (
         "a provider key (Google, AWS, GitHub, Groq, xAI, Hugging Face, Replicate, "
         "Perplexity, Stripe, Slack) or a JWT",
-        re.compile(_START + r"(?:" + KEY_SHAPES.pattern.split("(?:", 1)[1]),
+        re.compile(_START + KEY_ALTERNATIVES),
     ),
     ("a bearer token", re.compile(r"(?i)bearer\s+(?!<redacted>)[A-Za-z0-9._~+/=-]{16,}")),
     (
@@ -117,9 +117,11 @@ def _header(headers: Headers, name: str) -> str:
 
 
 def decoded(body: bytes, headers: Headers) -> bytes:
-    """``body`` without its ``content-encoding`` (gzip, deflate); as is if that fails or
-    would expand past ``MAX_DECOMPRESSED``."""
-    return expand(body, _header(headers, "content-encoding"), sniff=True)[0]
+    """``body`` without its ``content-encoding`` (gzip, deflate, br, or several of them:
+    ``br, gzip``); as is if that fails or would expand past ``MAX_DECOMPRESSED``."""
+    encoding = _header(headers, "content-encoding")
+    plain = decode_all(body, encoding)
+    return plain if plain is not None else expand(body, encoding, sniff=True)[0]
 
 
 def _summary(data: bytes, kind: str, why: str = "") -> str:

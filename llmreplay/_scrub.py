@@ -120,27 +120,33 @@ _MIN_SECRET_LEN = 8
 _MIN_PART_LEN = 16
 
 # What provider and gateway keys look like; found in URLs and header values.
-KEY_SHAPES = re.compile(
-    r"(?<![A-Za-z0-9])(?:"
-    r"sk-[A-Za-z0-9_-]{20,}"  # OpenAI sk-/sk-proj-, Anthropic sk-ant-, OpenRouter sk-or-
+KEY_ALTERNATIVES = (
+    r"(?:"
+    # OpenAI sk-/sk-proj-, Anthropic sk-ant-, OpenRouter sk-or-: random, so with a digit
+    # ("sk-learn-compatible-estimator-interface" in prose is no key)
+    r"sk-(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{20,}"
     r"|AIza[0-9A-Za-z_-]{30,}"  # Google
     r"|gsk_[A-Za-z0-9]{20,}"  # Groq
     r"|xai-[A-Za-z0-9]{20,}"  # xAI
     r"|hf_[A-Za-z0-9]{30,}"  # Hugging Face
     r"|r8_[A-Za-z0-9]{20,}"  # Replicate
     r"|pplx-[A-Za-z0-9]{20,}"  # Perplexity
-    r"|(?:AKIA|ASIA)[A-Z0-9]{16}"  # AWS access key id
+    r"|(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])"  # AWS access key id: 20 characters
     r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"  # GitHub
     r"|(?:sk|rk)_live_[A-Za-z0-9]{20,}"  # Stripe
     r"|xox[abprs]-[A-Za-z0-9-]{20,}"  # Slack
     r"|eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"  # a JWT
     r")"
 )
+# Not inside a longer word, but right after a JSON escape (``\nsk-...``) is a start too.
+KEY_SHAPES = re.compile(r"(?:(?<![A-Za-z0-9])|(?<=\\[nrtbf]))" + KEY_ALTERNATIVES)
 # In a body, a key starts where a token starts: not inside a base64/base64url blob (an
 # ``encrypted_content`` field can hold "sk-" and twenty letters by chance; redacting that
 # would corrupt the recording).
-KEY_START = r"(?<![A-Za-z0-9+/_-])"
-BODY_KEY_SHAPES = re.compile(KEY_START + KEY_SHAPES.pattern.removeprefix(r"(?<![A-Za-z0-9])"))
+# Also a key right after a JSON escape (``"...:\nsk-..."``: the ``n`` of ``\n`` is not the
+# key's). Not after "/" or "-": inside a blob they are base64 characters.
+KEY_START = r"(?:(?<![A-Za-z0-9+/_-])|(?<=\\[nrtbf]))"
+BODY_KEY_SHAPES = re.compile(KEY_START + KEY_ALTERNATIVES)
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 _AUTH_SCHEMES = ("bearer", "basic", "token", "apikey", "api-key", "key", "dsn")
 _ENCODINGS = ("gzip", "x-gzip", "deflate", "br")
@@ -312,9 +318,8 @@ class Scrubber:
         found.update(KEY_SHAPES.findall(url))
         found.update(KEY_SHAPES.findall(unquote(url)))
         # A key in the body with no header naming it (a gateway's {"api_key": ...}, a form).
-        encoding = next((v for k, v in headers if k.lower() == "content-encoding"), "")
-        plain = _decode(body, encoding.strip().lower()) if encoding and body else None
-        found.update(key_shapes(plain if plain is not None else body))
+        plain = decode_all(body, _header(list(headers), "content-encoding"))
+        found.update(key_shapes(innermost(plain if plain is not None else body)))
         return _ordered(found)
 
     def _response_secrets(self, headers: Headers) -> set[str]:
@@ -325,6 +330,8 @@ class Scrubber:
                 found.update(_cookie_values(value.split(";", 1)[0]))
             elif lowered in self.headers:
                 found.update(_credential_values(value))
+            else:  # a key the API just created, in a header of its own (x-created-key)
+                found.update(KEY_SHAPES.findall(value))
         return found
 
     def _url(self, url: str) -> str:
@@ -397,10 +404,8 @@ class Scrubber:
 def _body_shapes(response: Any) -> set[str]:
     """Provider keys in a response body (an echo, a key the API just created), decoded."""
     body = response.content
-    encoding = _header(response.headers, "content-encoding").strip().lower()
-    if body and encoding in _ENCODINGS:
-        body = _decode(body, encoding) or body
-    return key_shapes(innermost(body))
+    plain = decode_all(body, _header(response.headers, "content-encoding"))
+    return key_shapes(innermost(plain if plain is not None else body))
 
 
 def _credential_values(value: str) -> set[str]:
@@ -538,6 +543,34 @@ def _encode(data: bytes, encoding: str) -> bytes:
     return gzip.compress(data, mtime=0)
 
 
+def _codings(header: str) -> list[str] | None:
+    """The codings of a ``content-encoding`` value in the order applied (``br, gzip``: br
+    first), or None when there are none or one is not known."""
+    parts = [p.strip().lower() for p in header.split(",")]
+    parts = [p for p in parts if p and p != "identity"]
+    return parts if parts and all(p in _ENCODINGS for p in parts) else None
+
+
+def decode_all(body: bytes, header: str) -> bytes | None:
+    """``body`` without every coding its ``content-encoding`` names, or None when it
+    cannot be (unknown coding, corrupt, past the cap)."""
+    codings = _codings(header)
+    if not codings or not body:
+        return None
+    plain: bytes | None = body
+    for coding in reversed(codings):
+        plain = _decode(plain, coding) if plain else None
+        if plain is None:
+            return None
+    return plain
+
+
+def _encode_all(data: bytes, header: str) -> bytes:
+    for coding in _codings(header) or ():
+        data = _encode(data, coding)
+    return data
+
+
 # Compression inside compression (a gzip file in a gzip response) is opened this deep.
 _MAX_LAYERS = 3
 
@@ -576,13 +609,12 @@ def _redact_layers(data: bytes, secrets: Sequence[str], depth: int = 0) -> bytes
 def _redact_body(body: bytes, headers: Headers, secrets: Sequence[str]) -> bytes:
     if not secrets:  # nothing to look for: no decoding either
         return body
-    encoding = _header(headers, "content-encoding").strip().lower()
-    if body and encoding in _ENCODINGS:
-        plain = _decode(body, encoding)
-        if plain is not None:
-            redacted = _redact_layers(plain, secrets)
-            # Raw wire bytes are kept unless something had to go.
-            return body if redacted is plain else _encode(redacted, encoding)
+    encoding = _header(headers, "content-encoding")
+    plain = decode_all(body, encoding)
+    if plain is not None:
+        redacted = _redact_layers(plain, secrets)
+        # Raw wire bytes are kept unless something had to go.
+        return body if redacted is plain else _encode_all(redacted, encoding)
     return _redact_layers(body, secrets)
 
 
@@ -597,15 +629,14 @@ def _redact_chunks(chunks: list[bytes], headers: Headers, secrets: Sequence[str]
     if not secrets:
         return chunks
     joined = b"".join(chunks)
-    encoding = _header(headers, "content-encoding").strip().lower()
-    if joined and encoding in _ENCODINGS:
-        plain = _decode(joined, encoding)
-        if plain is not None:
-            redacted = _redact_layers(plain, secrets)
-            if redacted is plain:
-                return chunks
-            # Compressed boundaries mean nothing once re-encoded: same count, same shares.
-            return _cut_like(_encode(redacted, encoding), chunks)
+    encoding = _header(headers, "content-encoding")
+    plain = decode_all(joined, encoding)
+    if plain is not None:
+        redacted = _redact_layers(plain, secrets)
+        if redacted is plain:
+            return chunks
+        # Compressed boundaries mean nothing once re-encoded: same count, same shares.
+        return _cut_like(_encode_all(redacted, encoding), chunks)
     needles = [s.encode() for s in secrets]
     spans = _spans(joined, needles)
     if not spans:

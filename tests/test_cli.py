@@ -395,7 +395,7 @@ def test_verify_fails_on_what_show_cannot_read(
 @pytest.mark.parametrize(
     "secret",
     [
-        "AKIA" + "IOSFODNN7TESTONLY",
+        "AKIA" + "IOSFODNN7TESTONL",  # 20 characters, as AWS access key ids are
         fake_key("ghp_", "TESTONLY0123456789abcdefghijklmn"),
         fake_key("AIzaSy", "TESTONLY0123456789abcdefghijklmn"),
         fake_key("gsk_"),

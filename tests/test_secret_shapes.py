@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import importlib
 import json
 import re
 import threading
@@ -40,6 +41,11 @@ from tests.helpers import close, collect, fake_key, resolve
 OPENAI_KEY = fake_key("sk-proj-", "TESTONLYbodykey0123456789abcdefXYZ")
 ANTHROPIC_KEY = fake_key("sk-ant-api03-", "TESTONLYbodykey0123456789abcdefXYZ")
 GROQ_KEY = fake_key("gsk_", "TESTONLYpathkey0123456789abcdefXYZ")
+CREATED_KEY = fake_key("sk-proj-", "TESTONLYcreated0123456789abcdefXYZ")  # made upstream
+# Words in a prompt or an answer that are not keys: no digit after sk-, or longer than an
+# AWS access key id (20 characters).
+PROSE = "use an sk-learn-compatible-estimator-interface in ASIAPACIFICHEADQUARTERS"
+brotli: Any = importlib.import_module("brotli")  # in the dev extra; no type stubs
 KEY_SHAPE = re.compile(rb"(?:sk-(?:proj|ant-api03)-|gsk_)TESTONLY[A-Za-z0-9]+")
 
 
@@ -70,6 +76,10 @@ def _echo(secret: str, form: str) -> bytes:
         return binascii.hexlify(raw)
     if form == "uescape":
         return secret.replace("-", "\\u002d").replace("_", "\\u005f").encode()
+    if form == "prose":
+        return PROSE.encode()
+    if form == "newline":  # after a JSON \n escape: "my key:\nsk-..."
+        return b"my key:\\n" + raw
     return raw
 
 
@@ -111,6 +121,11 @@ class _Echo(BaseHTTPRequestHandler):
         if form == "gzip2":
             data = gzip.compress(gzip.compress(data, mtime=0), mtime=0)
             headers["content-encoding"] = "gzip"
+        if form == "br-gzip":  # two codings, applied in the order named
+            data = gzip.compress(brotli.compress(data), mtime=0)
+            headers["content-encoding"] = "br, gzip"
+        if form == "created-header":  # a key the API just made, only in a header
+            headers["x-created-key"] = CREATED_KEY
         self.send_response(200)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -175,6 +190,9 @@ CASES = [
     Case("key echoed as hex", OPENAI_KEY, "hex"),
     Case("key split across SSE chunks inside base64", OPENAI_KEY, "sse-b64"),
     Case("key in a multipart form", OPENAI_KEY, "plain"),
+    Case("key echoed in a body coded br, gzip", OPENAI_KEY, "br-gzip"),
+    Case("openai key after a newline in the JSON body, no header", OPENAI_KEY, "newline"),
+    Case("a new key only in a response header", CREATED_KEY, "created-header"),
 ]
 
 
@@ -208,7 +226,7 @@ async def _send(case: Case, origin: str, sync: bool) -> None:
             sent = await multipart.post(f"{origin}/v1/files", files=files, data=form, headers=echo)
             assert sent.status_code == 200
         return
-    if case.echo == "gzip2":  # no SDK reads a body compressed twice: the bare client
+    if case.echo in ("gzip2", "br-gzip"):  # no SDK reads these bodies: the bare client
         http: Any = httpx2.Client() if sync else httpx2.AsyncClient()
         reply = await resolve(
             http.post(
@@ -217,15 +235,23 @@ async def _send(case: Case, origin: str, sync: bool) -> None:
                 json={"model": "m", "messages": messages},
             )
         )
-        assert gzip.decompress(reply.content)  # one layer left for the caller
+        if case.echo == "gzip2":
+            assert gzip.decompress(reply.content)  # one layer left for the caller
+        else:
+            assert b"you sent" in reply.content  # httpx2 decodes "br, gzip" itself
         await close(http)
         return
+    if case.echo == "created-header":  # the request holds no key at all
+        case = Case(case.name, "", case.echo)
     in_body = "JSON body" in case.name
     base_url = f"{origin}/keys/{case.secret}/v1" if "path" in case.name else f"{origin}/v1"
-    api_key = "none" if in_body or "path" in case.name else case.secret
+    api_key = "none" if in_body or "path" in case.name or not case.secret else case.secret
     maker = openai.OpenAI if sync else openai.AsyncOpenAI
     client = maker(api_key=api_key, base_url=base_url, max_retries=0)
     extra = {"api_key": case.secret} if in_body else None
+    if case.echo == "newline":
+        extra = None
+        messages = [{"role": "user", "content": "my key:\n" + case.secret}]
     if case.echo == "sse-b64":
         chunks = await collect(
             client.chat.completions.create(
@@ -245,12 +271,16 @@ async def _send(case: Case, origin: str, sync: bool) -> None:
 
 
 def _layers(body: bytes) -> bytes:
-    """``body`` and every layer of compression under it (stdlib only), joined."""
+    """``body`` and every layer of compression under it (gzip, then brotli), joined."""
     out = [body]
     for _ in range(4):
-        if body[:2] != b"\x1f\x8b":
-            break
-        body = gzip.decompress(body)
+        if body[:2] == b"\x1f\x8b":
+            body = gzip.decompress(body)
+        else:
+            try:
+                body = brotli.decompress(body)
+            except brotli.error:
+                break
         out.append(body)
     return b"\n".join(out)
 
@@ -276,7 +306,9 @@ async def test_a_key_without_a_header_or_in_disguise_never_reaches_disk(
     with llmreplay.cassette(path, mode="record") as cas:
         await _send(case, origin, sync)
     assert cas.stats.recorded == 1
-    assert len(seen) == 1 and case.secret.encode() in seen[0]  # it did travel
+    assert len(seen) == 1
+    if case.echo != "created-header":
+        assert case.secret.encode() in seen[0]  # it did travel
 
     # Then no form of it is in the file, in any body decoded layer by layer, nor in what
     # the commands print
@@ -292,6 +324,7 @@ async def test_a_key_without_a_header_or_in_disguise_never_reaches_disk(
             b"".join(response.chunks or []),
         ]
     )
+    stored += b"\n".join(f"{k}: {v}".encode() for k, v in response.headers)
     outputs = {
         command: _cli_output(capsys, *argv)[1]
         for command, argv in {
@@ -317,6 +350,12 @@ def _unscrubbed(secret: str, form: str) -> Interaction:
     if form == "gzip2":
         body = gzip.compress(gzip.compress(body, mtime=0), mtime=0)
         headers.append(("content-encoding", "gzip"))
+    if form == "br-gzip":
+        body = gzip.compress(brotli.compress(body), mtime=0)
+        headers.append(("content-encoding", "br, gzip"))
+    if form == "created-header":
+        body = b'{"content":"made one"}'
+        headers.append(("x-created-key", secret))
     request = RecordedRequest("POST", "http://127.0.0.1/v1/chat/completions", [], b"{}")
     if form == "sse-b64":  # base64 cut across the stream's chunks
         stream = b"data: " + base64.b64encode(secret.encode()) + b"\n\n"
@@ -338,6 +377,9 @@ def _unscrubbed(secret: str, form: str) -> Interaction:
         ("uescape", OPENAI_KEY),
         ("gzip2", OPENAI_KEY),
         ("sse-b64", OPENAI_KEY),
+        ("br-gzip", OPENAI_KEY),
+        ("newline", OPENAI_KEY),
+        ("created-header", CREATED_KEY),
     ],
 )
 def test_verify_finds_every_form_in_an_old_cassette(
@@ -347,7 +389,8 @@ def test_verify_finds_every_form_in_an_old_cassette(
     path.write_bytes(encode([_unscrubbed(secret, form)], {}))
     code, report = _cli_output(capsys, "verify", str(path))
     assert code == 1, report
-    assert "old.msgpack" in report and "response body" in report
+    assert "old.msgpack" in report
+    assert ("response header" if form == "created-header" else "response body") in report
     assert secret not in report  # named, not shown
 
 
@@ -367,3 +410,20 @@ def test_verify_does_not_flag_base64_that_merely_holds_sk(
     path.write_bytes(encode([item], {}))
     code, report = _cli_output(capsys, "verify", str(path))
     assert code == 0, report
+
+
+def test_prose_that_looks_like_a_key_is_left_alone(
+    echo: tuple[str, list[bytes]], tmp_path: Path
+) -> None:
+    origin, seen = echo
+    path = tmp_path / "prose.msgpack"
+    with llmreplay.cassette(path, mode="record"):
+        client = openai.OpenAI(api_key="none", base_url=f"{origin}/v1", max_retries=0)
+        client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": PROSE}],
+            extra_headers={"x-echo": "prose"},
+        )
+    assert len(seen) == 1
+    (item,) = llmreplay.cassette(path).interactions
+    assert PROSE.encode() in item.request.body and PROSE.encode() in item.response.content
