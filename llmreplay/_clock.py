@@ -42,22 +42,46 @@ real_perf_counter_ns = time.perf_counter_ns
 real_asleep = asyncio.sleep
 
 
+# Sleeps shorter than this are real: a poller's ``sleep(0.01)`` costs what it costs rather
+# than spinning (a skipped sleep returns at once, so a polling loop would run flat out and
+# push every clock in its context hours ahead). No retry back-off is that short: the SDKs'
+# first wait is 0.375 s or more, and the verdict asks for MIN_BACKOFF (0.1 s) anyway.
+REAL_BELOW = 0.1
+
+
+def owner() -> int:
+    """Who is waiting: the running asyncio task, else the thread."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop in this thread
+        task = None
+    return id(task) if task is not None else threading.get_ident()
+
+
 class Clock:
     """One cassette's virtual time: ``offset`` seconds ahead of the real clocks; ``slept``
-    of it asked for by the code (waits), the rest spent by faults (``Latency``)."""
+    of it asked for by the code (waits), the rest spent by faults (``Latency``), and
+    ``slept_by`` the same per waiting task or thread (``owner()``)."""
 
     def __init__(self) -> None:
         self.offset = 0.0
         self.slept = 0.0
         self.waits: list[float] = []
+        self.slept_by: dict[int, float] = {}
         self._lock = threading.Lock()
 
     def advance(self, seconds: float, *, wait: bool = True) -> None:
+        who = owner()
         with self._lock:
             self.offset += seconds
             if wait:
                 self.slept += seconds
                 self.waits.append(seconds)
+                self.slept_by[who] = self.slept_by.get(who, 0.0) + seconds
+
+    def slept_of(self, who: int) -> float:
+        with self._lock:
+            return self.slept_by.get(who, 0.0)
 
 
 _clocks: ContextVar[tuple[Clock, ...]] = ContextVar("llmreplay_clocks", default=())
@@ -72,27 +96,33 @@ def current() -> Clock | None:
     return clocks[-1] if clocks else None
 
 
-def _taking(seconds: float) -> Clock | None:
-    clock = current()
-    if clock is None or not 0 < seconds < math.inf:  # 0, inf and NaN: as the real ones do
-        return None
-    return clock
+def _advance(seconds: float, *, wait: bool = True) -> bool:
+    """Take ``seconds`` on every clock of this context (an inner cassette's wait is the
+    outer one's too, so time never steps back when the inner one ends); False: none."""
+    clocks = _clocks.get()
+    for clock in clocks:
+        clock.advance(seconds, wait=wait)
+    return bool(clocks)
+
+
+def _taking(seconds: float) -> bool:
+    """Whether a sleep of ``seconds`` is virtual here: a clock is in use, and the sleep is
+    ``REAL_BELOW`` or longer (0, inf and NaN: as the real ones do)."""
+    return bool(_clocks.get()) and REAL_BELOW <= seconds < math.inf
 
 
 def sleep(seconds: float) -> None:
-    clock = _taking(seconds)
-    if clock is None:
+    if not _taking(seconds):
         real_sleep(seconds)
         return
-    clock.advance(seconds)
+    _advance(seconds)
     real_sleep(0)  # still a point where other threads run
 
 
 async def asleep(delay: float, result: _T = None) -> _T:  # type: ignore[assignment]
-    clock = _taking(delay)
-    if clock is None:
+    if not _taking(delay):
         return await real_asleep(delay, result)
-    clock.advance(delay)
+    _advance(delay)
     return await real_asleep(0, result)
 
 
@@ -103,25 +133,22 @@ async def _anyio_sleep(cls: Any, delay: float) -> None:
 def pause(seconds: float) -> None:
     """A fault's own wait (``Latency``): virtual where the clock is, never counted as the
     code's wait."""
-    clock = current()
-    if clock is None:
+    if not _advance(seconds, wait=False):
         real_sleep(seconds)
-    else:
-        clock.advance(seconds, wait=False)
 
 
 async def apause(seconds: float) -> None:
-    clock = current()
-    if clock is None:
+    if not _advance(seconds, wait=False):
         await real_asleep(seconds)
     else:
-        clock.advance(seconds, wait=False)
         await real_asleep(0)
 
 
 def _offset() -> float:
+    # The outermost clock has taken every wait of this context since it started: reading
+    # it, entering or leaving an inner cassette never moves time back.
     clocks = _clocks.get()
-    return clocks[-1].offset if clocks else 0.0
+    return clocks[0].offset if clocks else 0.0
 
 
 def _time() -> float:

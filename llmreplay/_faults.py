@@ -30,7 +30,6 @@ import json
 import random
 import re
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -495,7 +494,8 @@ PASS = _Pass()
 class Attempt:
     """One request a schedule saw: when, what, which try, and the fault it got (or None).
     ``slept``: the seconds of waits its thread or task had asked the virtual clock for by
-    then (None without a virtual clock)."""
+    then (None without a virtual clock); ``owner``: that task or thread (``_clock.owner``).
+    ``at``: the time on the cassette's clock."""
 
     at: float
     method: str
@@ -503,13 +503,17 @@ class Attempt:
     retry_count: int | None
     fault: Fault | None
     slept: float | None = None
+    owner: int = 0
 
 
 # What a back-off must look like (Verdict, ``Schedule.verdict``): the first wait at least
 # MIN_BACKOFF, each next one at least BACKOFF_GROWTH times the one before, except that a
 # wait of BACKOFF_CAP or more may stop growing. The SDKs wait 0.5 s doubling up to 8 s,
 # times a jitter of 0.75-1 (consecutive ratios 1.5 or more, capped waits 6-8 s); tenacity's
-# and backoff's exponential waits pass too.
+# wait_exponential and backoff's expo with jitter=None pass too. Full jitter (tenacity's
+# wait_random_exponential, backoff's default) draws each wait from [0, bound]: one run
+# cannot tell it from no back-off, so ``backed_off`` is a coin toss there, and
+# ``waited_as_advertised`` is what such code can assert.
 MIN_BACKOFF = 0.1
 BACKOFF_GROWTH = 1.4
 BACKOFF_CAP = 4.5
@@ -527,8 +531,9 @@ class Verdict:
     the retries after a fault that advertised none, in order; ``backed_off``: that list
     starts at ``MIN_BACKOFF`` (0.1 s) or more and each wait is ``BACKOFF_GROWTH`` (1.4)
     times the one before or more, or ``BACKOFF_CAP`` (4.5 s) or more;
-    ``honoured_retry_after``: every wait was at least what was advertised and the code
-    backed off where nothing was; ``gave_up``: the last attempt failed;
+    ``waited_as_advertised``: every wait was at least 95% of what was advertised;
+    ``honoured_retry_after``: that, and the code backed off where nothing was advertised;
+    ``gave_up``: the last attempt failed;
     ``retried_terminal``: a request came after a terminal fault.
     """
 
@@ -542,6 +547,7 @@ class Verdict:
     advertised: list[float | None]
     backoff: list[float]
     backed_off: bool
+    waited_as_advertised: bool
 
 
 def _backs_off(waits: list[float]) -> bool:
@@ -581,9 +587,13 @@ class Schedule:
     ) -> None:
         retry = request.headers.get("x-stainless-retry-count")
         count = int(retry) if retry and retry.isdigit() else None
-        slept = None if clock is None else clock.slept
+        who = _clock.owner()
+        # Virtual time on the cassette's own clock, whichever thread sends (a thread
+        # outside the clock's context reads real time, which would give negative delays).
+        at = _clock.real_monotonic() + (0.0 if clock is None else clock.offset)
+        slept = None if clock is None else clock.slept_of(who)
         path = request.url.path
-        self.log.append(Attempt(time.monotonic(), request.method, path, count, fault, slept))
+        self.log.append(Attempt(at, request.method, path, count, fault, slept, who))
 
     @property
     def injected(self) -> int:
@@ -596,8 +606,15 @@ class Schedule:
         delays = [b.at - a.at for a, b in itertools.pairwise(log)]
         # The waits asked of the virtual clock; none asked (or no clock): the time that
         # passed, as a client in another process that waited for real is measured.
+        # Only the sender's own sleeps count: another task's poller or retries are not
+        # this retry's wait.
         waits = [
-            (b.slept - a.slept if a.slept is not None and b.slept is not None else 0.0) or delay
+            (
+                b.slept - a.slept
+                if a.slept is not None and b.slept is not None and a.owner == b.owner
+                else 0.0
+            )
+            or delay
             for (a, b), delay in zip(itertools.pairwise(log), delays, strict=True)
         ]
         advertised = [a.fault.retry_after if a.fault else None for a in log[:-1]]
@@ -624,6 +641,7 @@ class Schedule:
             advertised=advertised,
             backoff=backoff,
             backed_off=backed_off,
+            waited_as_advertised=waited,
         )
 
 

@@ -189,3 +189,95 @@ async def _ask(client: openai.AsyncOpenAI, task: str) -> str:
         extra_headers={"x-task": task},
     )
     return str(reply.choices[0].message.content)
+
+
+@pytest.fixture
+def completion(tmp_path: Path) -> Path:
+    path = tmp_path / "one.msgpack"
+    answer = httpx2.MockTransport(lambda _: httpx2.Response(200, json=_completion("hi")))
+    with llmreplay.cassette(path, mode="record"):
+        _ask_sync(openai.OpenAI(api_key="k", http_client=httpx2.Client(transport=answer)))
+    return path
+
+
+async def test_a_poller_and_another_tasks_sleeps_are_not_the_retrys_wait(
+    completion: Path,
+) -> None:
+    polls = 0
+    done = asyncio.Event()
+
+    async def poller() -> None:  # short sleeps are real: it polls, it does not spin
+        nonlocal polls
+        while not done.is_set():
+            await asyncio.sleep(0.01)
+            polls += 1
+
+    async def sleeper() -> None:  # another task's long waits, virtual, on the same clock
+        for _ in range(5):
+            await asyncio.sleep(3.0)
+
+    real_started = _clock.real_monotonic()
+    with llmreplay.cassette(completion, faults=[f.RateLimit(), f.PASS]) as cas:
+        client = openai.AsyncOpenAI(api_key="k", base_url="http://127.0.0.1:9/v1")
+        background = [asyncio.ensure_future(poller()), asyncio.ensure_future(sleeper())]
+        assert await _ask(client, "main") == "hi"
+        done.set()
+        await asyncio.gather(*background)
+        await client.close()
+    real = _clock.real_monotonic() - real_started
+    verdict = cas.faults.verdict()  # type: ignore[union-attr]
+    assert verdict.waits == [20.0]  # the SDK's own wait, not the sleeper's 15 s
+    assert verdict.honoured_retry_after
+    assert real < 5.0 and polls <= real / 0.01 + 1  # real 10 ms polls, no busy loop
+    assert 0.01 not in cas.clock.waits and sorted(cas.clock.waits) == [3.0] * 5 + [20.0]
+
+
+def test_a_short_sleep_is_real_and_not_a_wait(recorded: Path) -> None:
+    with llmreplay.cassette(recorded, faults=f.RateLimit()) as cas:
+        started = _clock.real_monotonic()
+        time.sleep(0.02)
+        assert _clock.real_monotonic() - started >= 0.02
+    assert cas.clock.waits == []
+
+
+async def test_nested_cassettes_never_move_time_back(recorded: Path, sync: bool) -> None:
+    async def wait(seconds: float) -> None:
+        if sync:
+            time.sleep(seconds)
+        else:
+            await asyncio.sleep(seconds)
+
+    readings = [time.monotonic()]
+    with llmreplay.cassette(recorded, faults=f.RateLimit()) as outer:
+        await wait(40.0)
+        readings.append(time.monotonic())
+        with llmreplay.cassette(recorded, faults=f.RateLimit()) as inner:
+            readings.append(time.monotonic())
+            await wait(5.0)
+            readings.append(time.monotonic())
+        readings.append(time.monotonic())
+    assert readings == sorted(readings)
+    assert readings[-1] - readings[0] >= 45.0
+    assert outer.clock.waits == [40.0, 5.0] and inner.clock.waits == [5.0]
+
+
+def test_a_request_from_a_thread_outside_the_block_is_timed_on_its_clock(
+    completion: Path,
+) -> None:
+    with llmreplay.cassette(completion, faults=[f.ServerError(), f.PASS]) as cas:
+        client = openai.OpenAI(
+            api_key="k", max_retries=0, http_client=httpx2.Client(transport=CassetteTransport(cas))
+        )
+        with pytest.raises(openai.InternalServerError):
+            _ask_sync(client)
+        time.sleep(30.0)  # virtual, in the block's context only
+
+        def elsewhere() -> None:  # a plain thread: real clocks, no context
+            assert _ask_sync(client) == "hi"
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+    verdict = cas.faults.verdict()  # type: ignore[union-attr]
+    assert verdict.attempts == 2
+    assert 30.0 <= verdict.delays[0] < 31.0  # not minus 30: one clock for both

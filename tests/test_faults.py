@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import time
 from collections.abc import Iterator
@@ -453,9 +454,25 @@ async def test_each_wrong_retry_loop_fails_the_verdict(
     if wrong == "ignores Retry-After":
         assert verdict.waits[0] < verdict.advertised[0]  # type: ignore[operator]
         assert verdict.backed_off  # its back-off alone is fine
+        assert not verdict.waited_as_advertised
     if wrong == "no backoff":
         assert verdict.waits[0] == 20.0 and verdict.backoff == [1.0, 1.0]
-        assert not verdict.backed_off
+        assert not verdict.backed_off and verdict.waited_as_advertised
+
+
+async def test_full_jitter_is_judged_on_retry_after_alone(recorded: Path, sync: bool) -> None:
+    # Full jitter (tenacity's wait_random_exponential, backoff's default) draws each wait
+    # from [0, 0.5 * 2**attempt]: one run cannot show a back-off, but every run can show
+    # that Retry-After was waited for.
+    for seed in range(10):
+        draw = random.Random(seed)
+
+        def full_jitter(attempt: int, headers: httpx2.Headers, draw: Any = draw) -> float:
+            said = headers.get("retry-after")
+            return float(said) if said else draw.uniform(0, 0.5 * 2**attempt)
+
+        verdict = await _retrying(recorded, sync, full_jitter, FAULTS)
+        assert verdict.waits[0] == 20.0 and verdict.waited_as_advertised, seed
 
 
 async def test_without_a_virtual_clock_the_waits_are_real(recorded: Path) -> None:
