@@ -255,6 +255,7 @@ class Cassette:
         ignore_localhost: bool = False,
         virtual_clock: bool = True,
         record_on_exception: bool = True,
+        ignore_request: Callable[[RequestView], bool] | None = None,
     ) -> None:
         extra = tuple(extra)
         self._arguments = {k: v for k, v in locals().items() if k not in ("self", "path")}
@@ -290,6 +291,9 @@ class Cassette:
         self._spec = KeySpec.build(names, ignored, self._scrubber.query, normalise)
         self.extra = [Path(p) for p in extra]
         self._ignore_hosts = {h.lower() for h in ignore_hosts}
+        # vcrpy's before_record_request returning None: that request is sent as it is,
+        # neither recorded nor replayed, in every mode (as ignore_hosts).
+        self._ignore_request = ignore_request
         if ignore_localhost:
             self._ignore_hosts |= {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
         self._origin: dict[int, int] = {}  # id(item) -> its index among its key's, on file
@@ -695,6 +699,7 @@ class Cassette:
             and self._raw_keys_apply
             and self.faults is None
             and not self._ignore_hosts
+            and self._ignore_request is None
             and not self.realtime
         ):
             return None
@@ -709,6 +714,11 @@ class Cassette:
         if self._ignore_hosts and self._ignored(request.url.host):
             # ignore_hosts: neither recorded nor replayed
             return Plan(upstream=Upstream(key, store=False))
+        if self._ignore_request is not None:
+            if view is None:
+                view = _view(request)
+            if self._ignore_request(view):
+                return Plan(upstream=Upstream(key, store=False))
         if self.faults is None:  # the common case: no fault schedule to consult
             fault: Fault | None = None
             faulted = _NO_FAULT

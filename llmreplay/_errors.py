@@ -130,14 +130,22 @@ class RequestRefused(LLMReplayError):
 class NetworkBlocked(RequestRefused):
     """A socket connection to a host not on the allow-list (``--llm-block-network``)."""
 
-    def __init__(self, *, host: str, port: int, where: str) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        where: str,
+        by: str = "--llm-block-network",
+        hint: str = "Add it to --llm-allow-hosts (ini llm_allow_hosts) if the test may reach it.",
+    ) -> None:
         self.port = port
         super().__init__(
             host=host,
             path=f":{port}",
             where=where,
-            reason="the network is blocked (--llm-block-network) and this host is not allowed",
-            hint="Add it to --llm-allow-hosts (ini llm_allow_hosts) if the test may reach it.",
+            reason=f"the network is blocked ({by}) and this host is not allowed",
+            hint=hint,
         )
 
 

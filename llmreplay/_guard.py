@@ -219,3 +219,35 @@ class SocketBlock:
         if self._saved is not None:
             socket.socket.connect, socket.socket.connect_ex = self._saved  # type: ignore[method-assign]
             self._saved = None
+
+
+class PatternBlock(SocketBlock):
+    """pytest-recording's ``block_network``: every IPv4/IPv6 connection is refused, loopback
+    included, unless its host matches one of ``allowed`` (regular expressions, matched at
+    the start as ``re.match`` does: pytest-recording's ``allowed_hosts``)."""
+
+    def __init__(self, allowed: Iterable[str] | None, *, where: Callable[[], str] = str):
+        super().__init__((), where=where)
+        self.patterns = [p for p in (allowed or ()) if p]
+        self._combined = (
+            re.compile("(" + ")|(".join(self.patterns) + ")") if self.patterns else None
+        )
+
+    def allows(self, host: str) -> bool:
+        return self._combined is not None and self._combined.match(host) is not None
+
+    def check(self, family: int, address: Any) -> None:
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            return
+        host = str(address[0])
+        if not self.allows(host):
+            raise NetworkBlocked(
+                host=host,
+                port=int(address[1]),
+                where=self._where(),
+                by="@pytest.mark.block_network / --block-network, loopback included, as "
+                "pytest-recording",
+                hint="Allow it with @pytest.mark.block_network(allowed_hosts=[...]), "
+                "--allowed-hosts or vcr_config's allowed_hosts (regular expressions, e.g. "
+                "'127\\.0\\.0\\.1').",
+            )

@@ -50,13 +50,14 @@ def addoption(parser: pytest.Parser) -> None:
         dest="vcr_block_network",
         action="store_true",
         default=False,
-        help="same as --llm-block-network",
+        help="pytest-recording's block: every connection refused, loopback included, but "
+        "--allowed-hosts (tests recording through a vcr marker are not blocked)",
     )
     group.addoption(
         "--allowed-hosts",
         dest="vcr_allowed_hosts",
         default=None,
-        help="same as --llm-allow-hosts (loopback stays allowed)",
+        help="regular expressions of hosts --block-network and the block_network marker allow",
     )
     group.addoption(
         "--disable-recording",
@@ -69,7 +70,9 @@ def addoption(parser: pytest.Parser) -> None:
 
 def configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vcr(*cassettes, **vcr_options): this test's cassette")
-    config.addinivalue_line("markers", "block_network: refuse non-loopback connections")
+    config.addinivalue_line(
+        "markers", "block_network(allowed_hosts=None): refuse connections, loopback included"
+    )
 
 
 _SHIM = pytest.StashKey[Any]()
@@ -119,13 +122,39 @@ def vcr(request: pytest.FixtureRequest, record_mode: str) -> Iterator[Any]:
 
 @pytest.fixture(autouse=True)
 def _llmreplay_block_network(request: pytest.FixtureRequest) -> Iterator[None]:
-    """The ``block_network`` marker: refuse non-loopback connections during the test."""
-    if request.node.get_closest_marker("block_network") is None:
+    """pytest-recording's network block, with its semantics: for a test marked
+    ``block_network`` (or every test, with ``--block-network``), every connection is
+    refused, loopback included, unless its host matches ``allowed_hosts`` (the marker's,
+    else ``--allowed-hosts``, else ``vcr_config``'s); a test with a ``vcr`` marker is not
+    blocked when its record mode is not ``none`` (it may be recording)."""
+    node = request.node
+    marker = node.get_closest_marker("block_network")
+    if marker is None and not request.config.getoption("vcr_block_network", False):
         yield
         return
-    from ._guard import LOOPBACK, SocketBlock
+    from ._guard import PatternBlock
+    from .pytest_plugin import optional_fixture
 
-    block = SocketBlock(LOOPBACK, where=lambda: str(request.node.nodeid))
+    config = dict(optional_fixture(request, "vcr_config", {}))
+    markers = list(node.iter_markers("vcr"))
+    if markers:
+        mode = request.config.getoption("vcr_record_mode", None)
+        if mode is None:
+            merged = dict(config)
+            for vcr_marker in reversed(markers):  # the closest last, as merge_kwargs
+                merged.update(vcr_marker.kwargs)
+            mode = merged.get("record_mode", "none")
+        if mode != "none":
+            yield
+            return
+    allowed = (
+        (marker.kwargs.get("allowed_hosts") if marker is not None else None)
+        or request.config.getoption("vcr_allowed_hosts", None)
+        or config.get("allowed_hosts")
+    )
+    if isinstance(allowed, str):
+        allowed = allowed.split(",")
+    block = PatternBlock(allowed, where=lambda: str(node.nodeid))
     block.install()
     try:
         yield

@@ -104,10 +104,14 @@ def cassette_options(
             out[_RENAMED[name]] = value
         elif name == "before_record_request":
             out.setdefault("before_record", _Hooks()).request = value
+            out["ignore_request"] = _ignores(value)
         elif name == "before_record_response":
             out.setdefault("before_record", _Hooks()).response = value
         elif name == "before_record":  # vcrpy's old name for before_record_request
             out.setdefault("before_record", _Hooks()).request = value
+            out["ignore_request"] = _ignores(value)
+        elif name == "allowed_hosts":
+            pass  # pytest-recording's, for block_network (_pytest_vcr), not a cassette's
         elif name in _IGNORED:
             pass  # accepted, and documented as ignored (a warning would fail -W error suites)
         else:
@@ -140,6 +144,16 @@ def _matcher(part: Any, source: str, matchers: dict[str, Callable[..., Any]]) ->
         + ", ".join(sorted(_MATCH_NAMES))
         + "), a function f(r1, r2), or a name registered with vcr.register_matcher",
     )
+
+
+def _ignores(hook: Callable[[Any], Any]) -> Callable[[RequestView], bool]:
+    """vcrpy's rule: a request ``before_record_request`` turns into None is ignored (sent
+    as it is, never recorded nor played)."""
+
+    def ignored(view: RequestView) -> bool:
+        return hook(VcrRequest.of_view(view)) is None
+
+    return ignored
 
 
 class _Hooks:
@@ -274,8 +288,8 @@ class CassetteView:
     @property
     def play_counts(self) -> Counter[int]:
         index = {id(item): n for n, item in enumerate(self._items())}
-        played = [*self._cassette.played, *self._cassette.recorded]
-        return Counter(index[id(item)] for item in played if id(item) in index)
+        # As vcrpy: what was recorded during the test was not played.
+        return Counter(index[id(item)] for item in self._cassette.played if id(item) in index)
 
     @property
     def play_count(self) -> int:

@@ -250,14 +250,10 @@ def pytest_configure(config: pytest.Config) -> None:
         settings["pushed"] = guard
         _patch.push_guard(guard)
     block = config.getoption("llm_block_network")
-    if config.getoption("vcr_block_network", False):  # pytest-recording's --block-network
-        block = True
+    # (pytest-recording's --block-network is its own, per test: _pytest_vcr)
     if block if block is not None else config.getini("llm_block_network"):
         hosts = config.getoption("llm_allow_hosts")
         allow = hosts.split(",") if hosts is not None else config.getini("llm_allow_hosts")
-        vcr_hosts = config.getoption("vcr_allowed_hosts", None)
-        if vcr_hosts:  # pytest-recording's --allowed-hosts adds to loopback
-            allow = [*(allow or LOOPBACK), *vcr_hosts.split(",")]
         settings["block"] = SocketBlock(allow or LOOPBACK, where=lambda: settings["where"])
         settings["block"].install()
 
