@@ -206,10 +206,11 @@ def _cassette(source: Path, target: Path, serializer: str, config: pytest.Config
             hashlib.sha256(str(source).encode()).hexdigest()[:24] + ".msgpack"
         )
         deserializer = None
-        if serializer not in ("yaml", "json"):
-            registered = _shim(config).serializers.get(serializer)
-            if registered is not None:
-                deserializer = getattr(registered, "deserialize", registered)
+        # A project's serializer wins under any name, "yaml" and "json" included: vcrpy's
+        # register_serializer replaces its own under the same name.
+        registered = _shim(config).serializers.get(serializer)
+        if registered is not None:
+            deserializer = getattr(registered, "deserialize", registered)
         outcome = _vcr_import.convert([(source, staged)], deserializer=deserializer)
         if outcome.imported:
             done = {"staged": str(staged), "interactions": outcome.interactions}

@@ -414,6 +414,37 @@ def test_the_probe_reads_the_project_as_its_own_pytest_sees_it(
     assert not (pytester.path / "fixtures").exists()  # the probe wrote nothing in the project
 
 
+YAML_BY_ANOTHER_FORMAT = """
+from custom_format import ParsedSerializer
+
+
+def pytest_recording_configure(config, vcr):
+    vcr.register_serializer("yaml", ParsedSerializer())  # vcrpy's own name, replaced
+"""
+
+
+def test_a_project_serializer_registered_as_yaml_reads_its_cassettes(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tests = pytester.path / "tests"
+    (tests / "cassettes" / "test_x").mkdir(parents=True)
+    shutil.copy(PROJECT / "tests" / "custom_format.py", tests / "custom_format.py")
+    (tests / "conftest.py").write_text(YAML_BY_ANOTHER_FORMAT)
+    (tests / "test_x.py").write_text("import pytest\n\n@pytest.mark.vcr\ndef test_a():\n    pass\n")
+    parsed = PROJECT / "tests" / "cassettes" / "test_chat" / "test_custom_serializer.parsed"
+    shutil.copy(parsed, tests / "cassettes" / "test_x" / "test_a.yaml")  # not vcrpy's YAML
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    monkeypatch.setenv(_migrate_probe.PROBE, str(tmp_path / "probe.jsonl"))
+    monkeypatch.setenv(_migrate_probe.STAGE, str(stage))
+    pytester.syspathinsert(tests)
+    pytester.runpytest_inprocess("tests", "-p", "llmreplay._migrate_probe", "-p", "no:randomly",
+                                 "--record-mode=none")  # fmt: skip
+    row = _rows(tmp_path / "probe.jsonl")["tests/test_x.py::test_a"]
+    assert row["serializer"] == "yaml" and "error" not in row["own"], row
+    assert row["own"]["interactions"] == 1
+
+
 def test_the_measure_counts_misses_under_the_body_key_and_restores_the_class(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
