@@ -250,14 +250,22 @@ def llm_cassette_config(request):  # noqa: ANN001, ANN201
 """
 
 
-def measure(tests_dir: Path, cwd: Path, out: Path, llm_dir: Path | None) -> list[dict[str, Any]]:
-    """Run the suite in replay with llmreplay's default matching; misses per test."""
+def measure(
+    tests_dir: Path, cwd: Path, out: Path, llm_dir: Path | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Run the suite in replay with llmreplay's default matching: misses and the cause of
+    each failure per test, and why the run did not finish, if it did not."""
     env = {_migrate_probe.MEASURE: str(out)}
     args = [str(tests_dir), "-p", "no:recording", "--llm-mode=replay"]
     if llm_dir is not None:
         args += ["-o", f"llm_cassette_dir={llm_dir}"]
-    _pytest(args, env, cwd)
-    return list({row["nodeid"]: row for row in _rows(out)}.values())
+    done = _pytest(args, env, cwd)
+    rows = list({row["nodeid"]: row for row in _rows(out)}.values())
+    unfinished = None
+    if done.returncode not in (0, 1, 5):  # 2: interrupted, 3: internal error, 4: usage
+        tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
+        unfinished = f"pytest exit {done.returncode} after {len(rows)} test(s): {tail[0]}"
+    return rows, unfinished
 
 
 def migrate(
@@ -319,7 +327,9 @@ def migrate(
                         copy.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(cassette["staged"], copy)
         if run and rows:
-            measured = measure(tests_dir, cwd, stage / "measure.jsonl", measure_dir)
+            measured, report.unfinished = measure(
+                tests_dir, cwd, stage / "measure.jsonl", measure_dir
+            )
             if not write:  # a folder of the project's own is not staged: measured on --write
                 moved = {r["nodeid"] for r in rows if r.get("own_vcr_dir")}
                 report.unmeasured = sorted(moved)

@@ -263,5 +263,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
                 "nodeid": report.nodeid,
                 "outcome": report.outcome,
                 "misses": _MISSES.pop(report.nodeid, 0),
+                "cause": _cause(report) if report.failed else None,
             },
         )
+
+
+def _cause(report: pytest.TestReport) -> str:
+    """A failure in one line: the exception's type and the first line of its message."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = str(crash.message) if crash is not None else str(report.longrepr)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = lines[0] if lines else "failed with no message"
+    where = "in setup: " if report.when == "setup" else ""
+    return where + (cause if len(cause) <= 300 else cause[:297] + "...")

@@ -23,6 +23,7 @@ class Report:
     matching: dict[str, Any] = field(default_factory=dict)
     stale: list[dict[str, Any]] | None = None  # tests with requests their recording misses
     failing: list[dict[str, Any]] = field(default_factory=list)  # failing for other reasons
+    unfinished: str | None = None  # why the measuring run stopped early, if it did
     unmeasured: list[str] = field(default_factory=list)
     markers: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -76,7 +77,21 @@ def render(report: Report) -> str:
             "longer matches under llmreplay's default matching (vcrpy's matching hid it)"
         )
         lines += [f"  {s['nodeid']}: {s['misses']} request(s) unmatched" for s in report.stale]
-        lines += [f"  failing for another reason: {f['nodeid']}" for f in report.failing]
+        lines += [
+            f"  failing with no unmatched request: {f['nodeid']}: {f.get('cause') or 'failed'}"
+            for f in report.failing
+        ]
+        if report.failing:
+            lines.append(
+                "  to see one whole after --write: pytest -p no:recording --llm-mode=replay "
+                "<test>; a miss would have been counted above, so the cause is in the test "
+                "or a fixture as run under llmreplay"
+            )
+        if report.unfinished:
+            lines.append(
+                f"  the measuring run did not finish ({report.unfinished}): the counts above "
+                "are partial"
+            )
         lines += [
             f"  not measured in a dry run (cassettes in its vcr_cassette_dir): {nodeid}"
             for nodeid in report.unmeasured

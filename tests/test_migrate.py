@@ -32,8 +32,8 @@ import yaml
 import llmreplay
 from llmreplay import _migrate_markers, _migrate_probe
 from llmreplay._cli import main
-from llmreplay._migrate import migrate
-from llmreplay._migrate_report import render
+from llmreplay._migrate import measure, migrate
+from llmreplay._migrate_report import Report, render
 from llmreplay._vcr import load_vcr
 
 ROOT = Path(__file__).parent.parent
@@ -452,16 +452,49 @@ def test_the_measure_counts_misses_under_the_body_key_and_restores_the_class(
 
     shutil.copytree(PROJECT, pytester.path, dirs_exist_ok=True)
     monkeypatch.setenv("PROJECT_BASE_URL", DEAD_URL)
+    broken = (
+        "import pytest\n\n@pytest.mark.vcr\ndef test_boom():\n    raise ValueError('boom\\nmore')\n"
+    )
+    (pytester.path / "tests" / "test_broken.py").write_text(broken)
     migrate(pytester.path / "tests", write=True, run=False, cwd=pytester.path)
     original = Cassette.__init__
     monkeypatch.setenv(_migrate_probe.MEASURE, str(tmp_path / "measure.jsonl"))
     result = pytester.runpytest_inprocess("tests", "-p", "llmreplay._migrate_probe",
                                           "-p", "no:recording", "-p", "no:randomly",
                                           "--llm-mode=replay")  # fmt: skip
-    result.assert_outcomes(passed=10, failed=2, skipped=1)
+    result.assert_outcomes(passed=10, failed=3, skipped=1)
     rows = _rows(tmp_path / "measure.jsonl")
     assert sorted(nodeid for nodeid, row in rows.items() if row["misses"]) == STALE
+    assert rows["tests/test_broken.py::test_boom"]["cause"] == "ValueError: boom"
+    assert rows["tests/test_chat.py::test_create"]["cause"] is None
     assert Cassette.__init__ is original  # put back at the end of the run
+
+
+def test_a_measuring_run_that_stops_early_says_so(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile(
+        test_stop="""
+        def test_first():
+            pass
+
+        def test_stops():
+            import pytest
+            pytest.exit("the suite stopped itself", returncode=2)
+
+        def test_never_run():
+            pass
+        """
+    )
+    rows, unfinished = measure(pytester.path, pytester.path, tmp_path / "m.jsonl", None)
+    assert [row["nodeid"] for row in rows] == ["test_stop.py::test_first"]
+    assert unfinished is not None and "pytest exit 2 after 1 test(s)" in unfinished
+    report = Report(write=False, stale=[], unfinished=unfinished)
+    report.failing = [{"nodeid": "t.py::test_x", "cause": "OSError: refused"}]
+    text = render(report)
+    assert "the measuring run did not finish (pytest exit 2" in text and "partial" in text
+    assert "failing with no unmatched request: t.py::test_x: OSError: refused" in text
+    assert "another reason" not in text
 
 
 def test_every_row_of_the_readme_s_pytest_recording_table_names_a_test_that_exists() -> None:
