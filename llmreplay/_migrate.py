@@ -268,6 +268,27 @@ def measure(
     return rows, unfinished
 
 
+def judge(
+    measured: list[dict[str, Any]], rows: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(stale, failing) from the measuring run. Stale: a test whose converted recording no
+    longer matches a request it sends. Failing: any other failure, with its cause, a miss
+    of a test that had no recording to convert included (nothing of it was stale)."""
+    converted = {
+        row["nodeid"]
+        for row in rows
+        if (row.get("own") and not row["own"].get("missing"))
+        or any(not extra.get("missing") for extra in row.get("extras", ()))
+    }
+    stale = [m for m in measured if m["misses"] and m["nodeid"] in converted]
+    failing = [
+        m
+        for m in measured
+        if m["outcome"] == "failed" and (not m["misses"] or m["nodeid"] not in converted)
+    ]
+    return stale, failing
+
+
 def migrate(
     tests_dir: Path,
     *,
@@ -334,8 +355,7 @@ def migrate(
                 moved = {r["nodeid"] for r in rows if r.get("own_vcr_dir")}
                 report.unmeasured = sorted(moved)
                 measured = [m for m in measured if m["nodeid"] not in moved]
-            report.stale = [m for m in measured if m["misses"]]
-            report.failing = [m for m in measured if m["outcome"] == "failed" and not m["misses"]]
+            report.stale, report.failing = judge(measured, rows)
     report.markers = _markers(_modules(rows), write and rewrite_markers)
     report.notes = _notes(rows, _modules(rows))
     return report

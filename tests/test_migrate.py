@@ -32,7 +32,7 @@ import yaml
 import llmreplay
 from llmreplay import _migrate_markers, _migrate_probe
 from llmreplay._cli import main
-from llmreplay._migrate import measure, migrate
+from llmreplay._migrate import judge, measure, migrate
 from llmreplay._migrate_report import Report, render
 from llmreplay._vcr import load_vcr
 
@@ -332,7 +332,7 @@ def test_the_matching_fixture_is_written_once_and_never_over_the_project_s(
 ) -> None:
     from llmreplay._migrate import _matching, snippet
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"nodeid": "t::a", "marked": True, "match_on": None},
         {"nodeid": "t::b", "marked": True, "match_on": ["method", "body"]},
         {"nodeid": "t::c", "marked": False, "match_on": None},
@@ -495,6 +495,25 @@ def test_a_measuring_run_that_stops_early_says_so(
     assert "the measuring run did not finish (pytest exit 2" in text and "partial" in text
     assert "failing with no unmatched request: t.py::test_x: OSError: refused" in text
     assert "another reason" not in text
+
+
+def test_stale_counts_only_tests_whose_recording_was_converted() -> None:
+    rows: list[dict[str, Any]] = [
+        {"nodeid": "t.py::converted", "own": {"source": "a.yaml", "interactions": 1}},
+        {"nodeid": "t.py::extra_only", "own": {"missing": True}, "extras": [{"source": "s"}]},
+        {"nodeid": "t.py::never_recorded", "own": {"missing": True}},
+        {"nodeid": "t.py::broken", "own": {"source": "b.yaml", "interactions": 1}},
+    ]
+    miss = "CassetteMiss: no recording for POST /v1/chat/completions"
+    measured = [
+        {"nodeid": "t.py::converted", "outcome": "failed", "misses": 1, "cause": miss},
+        {"nodeid": "t.py::extra_only", "outcome": "failed", "misses": 2, "cause": miss},
+        {"nodeid": "t.py::never_recorded", "outcome": "failed", "misses": 1, "cause": miss},
+        {"nodeid": "t.py::broken", "outcome": "failed", "misses": 0, "cause": "KeyError: 'x'"},
+    ]
+    stale, failing = judge(measured, rows)
+    assert [m["nodeid"] for m in stale] == ["t.py::converted", "t.py::extra_only"]
+    assert [m["nodeid"] for m in failing] == ["t.py::never_recorded", "t.py::broken"]
 
 
 def test_every_row_of_the_readme_s_pytest_recording_table_names_a_test_that_exists() -> None:
