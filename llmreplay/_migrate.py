@@ -251,11 +251,20 @@ def llm_cassette_config(request):  # noqa: ANN001, ANN201
 
 
 def measure(
-    tests_dir: Path, cwd: Path, out: Path, llm_dir: Path | None
+    tests_dir: Path,
+    cwd: Path,
+    out: Path,
+    llm_dir: Path | None,
+    only: list[str] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Run the suite in replay with llmreplay's default matching: misses and the cause of
-    each failure per test, and why the run did not finish, if it did not."""
+    """Run the suite in replay with llmreplay's default matching (just the tests ``only``
+    names, when given): misses and the cause of each failure per test, and why the run did
+    not finish, if it did not."""
     env = {_migrate_probe.MEASURE: str(out)}
+    if only is not None:
+        listing = out.with_suffix(".only")
+        listing.write_text("\n".join(only) + "\n", encoding="utf-8")
+        env[_migrate_probe.ONLY] = str(listing)
     args = [str(tests_dir), "-p", "no:recording", "--llm-mode=replay"]
     if llm_dir is not None:
         args += ["-o", f"llm_cassette_dir={llm_dir}"]
@@ -348,8 +357,10 @@ def migrate(
                         copy.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(cassette["staged"], copy)
         if run and rows:
+            # Only the tests with a cassette (marked, or reading the vcr fixture) are run.
+            users = [r["nodeid"] for r in rows if r.get("marked") or r.get("uses_vcr_fixture")]
             measured, report.unfinished = measure(
-                tests_dir, cwd, stage / "measure.jsonl", measure_dir
+                tests_dir, cwd, stage / "measure.jsonl", measure_dir, users
             )
             if not write:  # a folder of the project's own is not staged: measured on --write
                 moved = {r["nodeid"] for r in rows if r.get("own_vcr_dir")}

@@ -34,6 +34,7 @@ import pytest
 PROBE = "LLMREPLAY_MIGRATE_PROBE"
 STAGE = "LLMREPLAY_MIGRATE_STAGE"
 MEASURE = "LLMREPLAY_MIGRATE_MEASURE"
+ONLY = "LLMREPLAY_MIGRATE_ONLY"  # a file of node ids: the measuring run runs just those
 _SKIPS = ("skip", "skipif", "xfail")
 _FORBIDDEN = r"<>?%*:|\"'/\\"  # pytest-recording's get_default_cassette_name
 _MISSES: dict[str, int] = {}
@@ -54,7 +55,14 @@ def pytest_configure(config: pytest.Config) -> None:
             config.addinivalue_line("markers", f"{name}: (llmreplay migrate probe)")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    only = os.environ.get(ONLY)
+    if only:  # the tests that use a cassette; the rest of the suite is not ours to run
+        wanted = set(Path(only).read_text(encoding="utf-8").splitlines())
+        dropped = [item for item in items if item.nodeid not in wanted]
+        if dropped:
+            items[:] = [item for item in items if item.nodeid in wanted]
+            config.hook.pytest_deselected(items=dropped)
     if not os.environ.get(PROBE):
         return
     for item in items:  # a skipped test still has a cassette to migrate

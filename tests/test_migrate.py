@@ -497,6 +497,26 @@ def test_a_measuring_run_that_stops_early_says_so(
     assert "another reason" not in text
 
 
+def test_the_measuring_run_runs_only_the_tests_that_use_cassettes(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    pytester.makepyfile(
+        test_mixed="""
+        import pathlib
+
+        def test_uses_a_cassette():
+            pass
+
+        def test_unrelated():
+            pathlib.Path("unrelated-ran").write_text("it ran")
+        """
+    )
+    only = ["test_mixed.py::test_uses_a_cassette"]
+    rows, unfinished = measure(pytester.path, pytester.path, tmp_path / "m.jsonl", None, only)
+    assert [row["nodeid"] for row in rows] == only and unfinished is None
+    assert not (pytester.path / "unrelated-ran").exists()
+
+
 def test_stale_counts_only_tests_whose_recording_was_converted() -> None:
     rows: list[dict[str, Any]] = [
         {"nodeid": "t.py::converted", "own": {"source": "a.yaml", "interactions": 1}},
