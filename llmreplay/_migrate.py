@@ -102,7 +102,7 @@ def _unprobed(output: str, probed: set[str]) -> list[dict[str, str]]:
 def _unclaimed(tests_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[Path, Path]]:
     """vcrpy files under ``cassettes/`` folders no test claimed, and where pytest-recording's
     layout (``<dir>/cassettes/<module>/<name>``) puts them in the plugin's."""
-    from .pytest_plugin import _safe
+    from ._names import cassette_file
 
     claimed = {
         c["source"] for row in rows for c in [row.get("own") or {}, *row.get("extras", [])] if c
@@ -126,7 +126,7 @@ def _unclaimed(tests_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[Path, 
                 continue
             module = path.relative_to(folder).parent
             parts = [*where.parts, *module.parts]
-            target = llm_dir.joinpath(*map(_safe, parts)) / (_safe(path.stem) + ".msgpack")
+            target = cassette_file(llm_dir, tuple(parts), path.stem)
             found.append((path, target))
     return found
 

@@ -22,6 +22,7 @@ from typing import Any
 from ._errors import ConfigError, LLMReplayError
 from ._format import encode
 from ._match import KeySpec
+from ._names import cassette_file
 from ._scrub import DEFAULT_FILTER_QUERY
 from ._storage import FileStorage
 from ._vcr import Deserializer, load_vcr
@@ -52,9 +53,10 @@ def sources(inputs: Iterable[str | Path], out: Path) -> list[tuple[Path, Path]]:
         if path.is_dir():
             for found in sorted(p for p in path.rglob("*") if p.suffix.lower() in VCR_SUFFIXES):
                 if found.is_file() and not hidden(found.relative_to(path)):
-                    pairs.append((found, out / found.relative_to(path).with_suffix(".msgpack")))
+                    relative = found.relative_to(path)
+                    pairs.append((found, cassette_file(out, relative.parent, relative.stem)))
         else:
-            pairs.append((path, out / (path.stem + ".msgpack")))
+            pairs.append((path, cassette_file(out, (), path.stem)))
     return pairs
 
 

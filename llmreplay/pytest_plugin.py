@@ -19,15 +19,15 @@ top; openai and anthropic are imported only by the fixtures that need them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from ._names import cassette_file
 
 if TYPE_CHECKING:
     import openai
@@ -42,7 +42,6 @@ MARKER = (
     "this test's cassette "
     "(the marker alone turns it on)"
 )
-_MAX_NAME = 120
 _SETTINGS = pytest.StashKey[dict[str, Any]]()
 _TOTALS = pytest.StashKey[dict[str, int]]()
 _USED = pytest.StashKey[dict[str, dict[str, set[tuple[str, int]]]]]()
@@ -95,9 +94,6 @@ def _name_like(option: str, value: Any) -> bool:
     if option.startswith("filter_"):
         return isinstance(value, tuple | list) and len(value) == 2 and isinstance(value[0], str)
     return False
-
-
-_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.IGNORECASE)
 
 
 def vcr_compat(pluginmanager: pytest.PytestPluginManager) -> bool:
@@ -342,23 +338,6 @@ def pytest_report_header(config: pytest.Config) -> str:
 # -- where cassettes live ------------------------------------------------------------------
 
 
-def _safe(name: str) -> str:
-    """A file name for ``name`` on every OS; a short hash is added whenever making it safe
-    lost information, so two names never map to one file."""
-    plain, params = name, ""
-    if name.endswith("]") and "[" in name:  # test_x[param] -> test_x-param
-        head, _, params = name[:-1].partition("[")
-        plain = f"{head}-{params}"
-    cleaned = re.sub(r"[^A-Za-z0-9._=+-]+", "-", plain).strip("-.") or "test"
-    digest = hashlib.sha256(name.encode()).hexdigest()
-    # Parameters differing only in case would share a file on macOS and Windows.
-    if cleaned != plain or params != params.lower() or _WINDOWS_RESERVED.match(cleaned):
-        cleaned = f"{cleaned}-{digest[:8]}"
-    if len(cleaned) > _MAX_NAME:
-        cleaned = f"{cleaned[: _MAX_NAME - 13]}-{digest[:12]}"
-    return cleaned
-
-
 def project_root(item: pytest.Item) -> Path:
     """The folder cassette paths are anchored at, whatever the current directory is."""
     settings = item.config.stash[_SETTINGS]
@@ -386,7 +365,7 @@ def cassette_path(item: pytest.Item, directory: Path) -> Path:
     except ValueError:  # a test file outside the project root: its name alone
         module = Path(Path(item.path).stem)
     parts = item.nodeid.split("::")[1:]
-    return directory.joinpath(*map(_safe, module.parts)) / (_safe(".".join(parts)) + ".msgpack")
+    return cassette_file(directory, module, ".".join(parts))
 
 
 # -- options from the marker and llm_cassette_config ---------------------------------------
