@@ -44,6 +44,7 @@ from ._errors import (
     sdk_transparent,
 )
 from ._faults import Fault, FaultPlan, FaultsArg, as_schedule, provider
+from ._guard import looks_like_llm
 from ._match import KeySpec, RequestView, closest
 from ._modes import Mode
 from ._scrub import BeforeRecord, FilterEntry, Scrubber, redact_message
@@ -110,6 +111,10 @@ class Plan:
 
 
 _NO_FAULT = FaultPlan()
+_UNREACHABLE = (
+    "llmreplay: {} -- not an LLM call, so it is answered as an unreachable host, as "
+    "offline; record it (mode record or auto) if the test needs its answer"
+)
 
 _unsaved: weakref.WeakSet[Cassette] = weakref.WeakSet()
 
@@ -745,7 +750,16 @@ class Cassette:
         if isinstance(action, Miss):
             with self._lock:
                 self._stats.missed += 1
-            raise sdk_transparent(self._miss(view, key, action.reason))
+            miss = self._miss(view, key, action.reason)
+            if request.method in ("GET", "HEAD") and not looks_like_llm(str(request.url)):
+                # A fetch that is not an LLM call (a price list, an image, a token file):
+                # to the library that sent it, an unrecorded one is the network being down,
+                # which it may handle (litellm falls back to its bundled copy); a
+                # CassetteMiss would come out of its import instead. A POST to a path no
+                # rule knows is more likely an LLM call through a gateway: a miss, loudly.
+                first = str(miss).splitlines()[0]
+                return Plan(error=httpx2.ConnectError(_UNREACHABLE.format(first), request=request))
+            raise sdk_transparent(miss)
         assert isinstance(action, Forward)
         self._refuse_placeholder(request)
         # A fault that alters the answer (cut, truncated) alters only what the caller sees:
