@@ -112,7 +112,8 @@ def _shim(config: pytest.Config) -> Any:
 
 
 def _probe(request: pytest.FixtureRequest) -> dict[str, Any]:
-    from .pytest_plugin import cassette_dir, cassette_path, project_root
+    from ._names import cassette_file
+    from .pytest_plugin import cassette_dir, cassette_path, project_cassette_name, project_root
 
     node = request.node
     markers = list(node.iter_markers("vcr"))
@@ -125,9 +126,12 @@ def _probe(request: pytest.FixtureRequest) -> dict[str, Any]:
     merged = dict(config or {})
     for marker in reversed(markers):  # the closest marker wins, as in pytest-recording
         merged.update(marker.kwargs)
-    name = _cassette_name(node)
+    own_name = project_cassette_name(request)  # a project's default_cassette_name
+    name = own_name if own_name is not None else _cassette_name(node)
     serializer = str(merged.get("serializer", "yaml"))
     target = cassette_path(node, cassette_dir(node))
+    if own_name is not None:  # the name the plugin opens for it (pytest_plugin.llm_cassette)
+        target = cassette_file(target.parent, (), own_name)
     if own_dir:  # a vcr_cassette_dir override is the cassette folder under llmreplay too
         target = Path(directory) / target.name
     base = Path(directory) if own_dir else target.parent

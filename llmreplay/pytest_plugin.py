@@ -338,6 +338,22 @@ def pytest_report_header(config: pytest.Config) -> str:
 # -- where cassettes live ------------------------------------------------------------------
 
 
+def project_cassette_name(request: pytest.FixtureRequest) -> str | None:
+    """The value of a project's own ``default_cassette_name`` fixture, which under
+    pytest-recording names the test's cassette file; None where the fixture in force is
+    pytest-recording's or llmreplay's (their names are the plugin's own)."""
+    try:
+        definitions = request._fixturemanager.getfixturedefs("default_cassette_name", request.node)
+    except Exception:  # pragma: no cover - pytest's private API moved: behave as before
+        return None
+    if not definitions:
+        return None
+    module = getattr(definitions[-1].func, "__module__", "") or ""
+    if module.startswith(("pytest_recording", "llmreplay")):
+        return None
+    return str(request.getfixturevalue("default_cassette_name"))
+
+
 def project_root(item: pytest.Item) -> Path:
     """The folder cassette paths are anchored at, whatever the current directory is."""
     settings = item.config.stash[_SETTINGS]
@@ -515,6 +531,9 @@ def llm_cassette(
         also = [p if p.is_absolute() else directory / p for p in map(Path, rest)]
     if named is None:
         path = cassette_path(node, directory)
+        own_name = project_cassette_name(request) if vcr is not None else None
+        if own_name is not None:  # the project's default_cassette_name names the file
+            path = cassette_file(path.parent, (), own_name)
         if vcr is not None and vcr["dir"] is not None:  # a vcr_cassette_dir override
             path = vcr["dir"] / path.name
     else:

@@ -445,6 +445,29 @@ def test_a_project_serializer_registered_as_yaml_reads_its_cassettes(
     assert row["own"]["interactions"] == 1
 
 
+def test_the_probe_follows_a_project_default_cassette_name(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tests = pytester.path / "tests"
+    (tests / "cassettes" / "test_x").mkdir(parents=True)
+    (tests / "conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef default_cassette_name(request):\n"
+        "    return 'shared-' + request.node.name.upper()\n"
+    )
+    (tests / "test_x.py").write_text("import pytest\n\n@pytest.mark.vcr\ndef test_a():\n    pass\n")
+    chat = next(REALWORLD.glob("otel-contrib__test_chat_completion_with_content.yaml"))
+    shutil.copy(chat, tests / "cassettes" / "test_x" / "shared-TEST_A.yaml")
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    monkeypatch.setenv(_migrate_probe.PROBE, str(tmp_path / "probe.jsonl"))
+    monkeypatch.setenv(_migrate_probe.STAGE, str(stage))
+    pytester.runpytest_inprocess("tests", "-p", "llmreplay._migrate_probe", "-p", "no:randomly",
+                                 "--record-mode=none")  # fmt: skip
+    own = _rows(tmp_path / "probe.jsonl")["tests/test_x.py::test_a"]["own"]
+    assert own["source"].endswith("test_x/shared-TEST_A.yaml") and own["interactions"], own
+    assert own["target"].endswith("cassettes/test_x/shared-TEST_A.msgpack"), own  # the plugin's
+
+
 def test_the_measure_counts_misses_under_the_body_key_and_restores_the_class(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

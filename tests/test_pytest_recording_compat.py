@@ -487,3 +487,32 @@ def test_the_vcr_view_counts_no_recording_as_played(
     )
     pytester.runpytest("--record-mode=all").assert_outcomes(passed=1)
     pytester.runpytest("--record-mode=none").assert_outcomes(passed=1)
+
+
+def test_a_project_default_cassette_name_names_the_file(
+    pytester: pytest.Pytester, upstream: LoopbackServer
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def default_cassette_name(request):
+            return "shared-" + request.node.name.upper()
+        """
+    )
+    pytester.makepyfile(
+        test_named="""
+        import pytest
+        import app
+
+        @pytest.mark.vcr
+        def test_a():
+            assert app.ask("named") == "echo: named"
+        """
+    )
+    pytester.runpytest("--record-mode=all").assert_outcomes(passed=1)
+    assert _cassettes(pytester.path) == ["fixtures/cassettes/test_named/shared-TEST_A.msgpack"]
+    sent = len(upstream.requests)
+    pytester.runpytest("--record-mode=none").assert_outcomes(passed=1)
+    assert len(upstream.requests) == sent
