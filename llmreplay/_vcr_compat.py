@@ -55,8 +55,9 @@ _RENAMED = {
     "ignore_localhost": "ignore_localhost",
     "allow_playback_repeats": "allow_repeats",
 }
-# Accepted and ignored: our format, layout and decoding rules stand in for them.
-_IGNORED = {
+# Accepted with no effect at run time (our format, layout and decoding rules stand in for
+# them; migrate reads the files they named); the plugin's summary names them.
+IGNORED = _IGNORED = {
     "serializer": "cassettes are msgpack files (llmreplay import-vcr converts YAML/JSON)",
     "decode_compressed_response": "bodies are stored as sent; `llmreplay show` decodes them",
     "path_transformer": "the plugin names cassette files itself",
@@ -76,9 +77,14 @@ _REFUSED = {
 
 
 def cassette_options(
-    options: dict[str, Any], source: str, matchers: dict[str, Callable[..., Any]] | None = None
+    options: dict[str, Any],
+    source: str,
+    matchers: dict[str, Callable[..., Any]] | None = None,
+    ignored: set[str] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
-    """vcrpy options -> (llmreplay cassette options, our mode or None)."""
+    """vcrpy options -> (llmreplay cassette options, our mode or None). The names of the
+    options that have no effect here (``_IGNORED``) are added to ``ignored``, for the
+    plugin's summary line."""
     matchers = matchers or {}
     out: dict[str, Any] = {}
     mode = None
@@ -113,7 +119,10 @@ def cassette_options(
         elif name == "allowed_hosts":
             pass  # pytest-recording's, for block_network (_pytest_vcr), not a cassette's
         elif name in _IGNORED:
-            pass  # accepted, and documented as ignored (a warning would fail -W error suites)
+            # Accepted (a warning would fail -W error suites), and named once in the
+            # session's summary: the plugin prints ``ignored``.
+            if ignored is not None:
+                ignored.add(name)
         else:
             raise ConfigError(
                 "vcrpy option",

@@ -445,7 +445,8 @@ def _vcr_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
 
     shim = _pytest_vcr.shim(request.config)
     raw_config = dict(optional_fixture(request, "vcr_config", {}))
-    config, config_mode = cassette_options(raw_config, "vcr_config", shim.matchers)
+    ignored = request.config.stash[_SETTINGS].setdefault("vcr_ignored", set())
+    config, config_mode = cassette_options(raw_config, "vcr_config", shim.matchers, ignored)
     markers = list(request.node.iter_markers("vcr"))  # the closest first
     merged: dict[str, Any] = {}
     for marker in reversed(markers):
@@ -453,7 +454,9 @@ def _vcr_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     if "additional_matchers" in merged and "match_on" not in merged and "match_on" in raw_config:
         # vcrpy merges vcr_config and the marker first: appended to vcr_config's match_on
         merged = {"match_on": raw_config["match_on"], **merged}
-    marker_options, marker_mode = cassette_options(merged, "@pytest.mark.vcr", shim.matchers)
+    marker_options, marker_mode = cassette_options(
+        merged, "@pytest.mark.vcr", shim.matchers, ignored
+    )
     return {
         "config": _checked(config, "vcr_config"),
         "config_mode": config_mode,
@@ -655,7 +658,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # a pytest-xdist worker: hand everything to the controller
         workeroutput["llmreplay"] = json.dumps(
-            {"totals": config.stash[_TOTALS], "used": used, "swallowed": config.stash[_SWALLOWED]}
+            {
+                "totals": config.stash[_TOTALS],
+                "used": used,
+                "swallowed": config.stash[_SWALLOWED],
+                "vcr_ignored": sorted(settings.get("vcr_ignored", ())),
+            }
         )
         return
     for base, names in used.items():
@@ -670,6 +678,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     for name, value in sent.get("totals", {}).items():
         totals[name] = totals.get(name, 0) + value
     config.stash[_SWALLOWED].extend(sent.get("swallowed", []))
+    config.stash[_SETTINGS].setdefault("vcr_ignored", set()).update(sent.get("vcr_ignored", []))
     for base, names in sent.get("used", {}).items():
         for name, pairs in names.items():
             config.stash[_USED].setdefault(base, {}).setdefault(name, set()).update(
@@ -679,9 +688,17 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     totals = config.stash[_TOTALS]
-    if not any(totals.values()):
+    ignored = sorted(config.stash[_SETTINGS].get("vcr_ignored", ()))
+    if not any(totals.values()) and not ignored:
         return
     terminalreporter.write_sep("-", "llmreplay")
+    if ignored:
+        from ._vcr_compat import IGNORED
+
+        terminalreporter.write_line(
+            "vcrpy options with no effect under llmreplay: "
+            + "; ".join(f"{name} ({IGNORED[name]})" for name in ignored)
+        )
     terminalreporter.write_line(
         f"{totals['played']} replayed, {totals['recorded']} recorded, {totals['live']} live, "
         f"{totals['faults']} faults injected; {totals['written']} cassette(s) written"

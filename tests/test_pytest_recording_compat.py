@@ -516,3 +516,36 @@ def test_a_project_default_cassette_name_names_the_file(
     sent = len(upstream.requests)
     pytester.runpytest("--record-mode=none").assert_outcomes(passed=1)
     assert len(upstream.requests) == sent
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
+def test_options_without_effect_are_named_in_the_summary(
+    pytester: pytest.Pytester, upstream: LoopbackServer, workers: list[str]
+) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def vcr_config():
+            return {"decode_compressed_response": True}
+        """
+    )
+    pytester.makepyfile(
+        test_opts="""
+        import pytest
+        import app
+
+        @pytest.mark.vcr(serializer="json")
+        def test_a():
+            assert app.ask("a") == "echo: a"
+        """
+    )
+    result = pytester.runpytest("--record-mode=all", *workers)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "vcrpy options with no effect under llmreplay: decode_compressed_response (*"
+            "serializer (cassettes are msgpack files*"
+        ]
+    )
