@@ -269,7 +269,14 @@ def measure(
     if llm_dir is not None:
         args += ["-o", f"llm_cassette_dir={llm_dir}"]
     done = _pytest(args, env, cwd)
-    rows = list({row["nodeid"]: row for row in _rows(out)}.values())
+    merged: dict[str, dict[str, Any]] = {}
+    for row in _rows(out):  # a test's call, then a failed teardown: failed, misses summed
+        first = merged.setdefault(row["nodeid"], row)
+        if first is not row:
+            first["misses"] += row["misses"]
+            if row["outcome"] == "failed" and first["outcome"] != "failed":
+                first.update(outcome="failed", cause=row["cause"])
+    rows = list(merged.values())
     unfinished = None
     if done.returncode not in (0, 1, 5):  # 2: interrupted, 3: internal error, 4: usage
         tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
@@ -296,6 +303,28 @@ def judge(
         if m["outcome"] == "failed" and (not m["misses"] or m["nodeid"] not in converted)
     ]
     return stale, failing
+
+
+def predict(
+    measured: list[dict[str, Any]], report: Report, rows: list[dict[str, Any]]
+) -> dict[str, str]:
+    """What each measured test gives after ``--write``: the measuring run's outcome, but a
+    stale test (it missed only under the body-keyed matching the measure forces) passes
+    where vcrpy's matching is kept, by the written fixture or its own ``match_on``."""
+    stale = {s["nodeid"] for s in report.stale or ()}
+    failing = {f["nodeid"] for f in report.failing}
+    own_match = {r["nodeid"] for r in rows if r.get("match_on") is not None}
+    kept = report.matching.get("snippet") in ("to write", "written", "present")
+    out = {}
+    for m in measured:
+        nodeid = m["nodeid"]
+        if nodeid in failing:
+            out[nodeid] = "fail"
+        elif nodeid in stale:
+            out[nodeid] = "pass" if kept or nodeid in own_match else "fail"
+        else:
+            out[nodeid] = {"passed": "pass", "skipped": "skip"}.get(m["outcome"], "fail")
+    return dict(sorted(out.items()))
 
 
 def migrate(
@@ -367,6 +396,7 @@ def migrate(
                 report.unmeasured = sorted(moved)
                 measured = [m for m in measured if m["nodeid"] not in moved]
             report.stale, report.failing = judge(measured, rows)
+            report.predicted = predict(measured, report, rows)
     report.markers = _markers(_modules(rows), write and rewrite_markers)
     report.notes = _notes(rows, _modules(rows))
     return report
@@ -390,10 +420,10 @@ def _notes(rows: list[dict[str, Any]], modules: list[Path]) -> list[str]:
     ignored = sorted({o for row in rows for o in row.get("options", ()) if o in _IGNORED})
     if ignored:
         notes.append(
-            f"vcrpy options the compatibility layer accepts and ignores, without a word at "
-            f"run time: {', '.join(ignored)}; they have no effect under llmreplay (msgpack "
-            "files, its own layout, bodies kept as sent): remove them from the markers and "
-            "vcr_config"
+            f"vcrpy options without effect under llmreplay: {', '.join(ignored)} (msgpack "
+            "files, its own layout, bodies kept as sent); migrate read the files they named, "
+            "and each run's llmreplay summary names them: remove them from the markers and "
+            "vcr_config once pytest-recording is gone"
         )
     direct = [str(p) for p in modules if "use_cassette(" in p.read_text("utf-8")]
     if direct:

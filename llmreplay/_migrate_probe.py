@@ -268,7 +268,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if not os.environ.get(MEASURE):
         return
-    if report.when == "call" or (report.when == "setup" and not report.passed):
+    # The call, a setup that did not pass, and a teardown that failed (which fails the
+    # test too: the measure merges a test's rows).
+    if report.when == "call" or report.failed or (report.when == "setup" and report.skipped):
         _emit(
             MEASURE,
             {
@@ -286,5 +288,5 @@ def _cause(report: pytest.TestReport) -> str:
     text = str(crash.message) if crash is not None else str(report.longrepr)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     cause = lines[0] if lines else "failed with no message"
-    where = "in setup: " if report.when == "setup" else ""
+    where = f"in {report.when}: " if report.when != "call" else ""
     return where + (cause if len(cause) <= 300 else cause[:297] + "...")

@@ -24,6 +24,8 @@ class Report:
     stale: list[dict[str, Any]] | None = None  # tests with requests their recording misses
     failing: list[dict[str, Any]] = field(default_factory=list)  # failing for other reasons
     unfinished: str | None = None  # why the measuring run stopped early, if it did
+    # What the suite gives after --write, per measured test: "pass", "fail" or "skip".
+    predicted: dict[str, str] = field(default_factory=dict)
     unmeasured: list[str] = field(default_factory=list)
     markers: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -86,6 +88,14 @@ def render(report: Report) -> str:
                 "  to see one whole after --write: pytest -p no:recording --llm-mode=replay "
                 "<test>; a miss would have been counted above, so the cause is in the test "
                 "or a fixture as run under llmreplay"
+            )
+        if report.predicted:
+            counts = {k: sum(1 for v in report.predicted.values() if v == k)
+                      for k in ("pass", "fail", "skip")}  # fmt: skip
+            lines.append(
+                f"after --write, measured: {counts['pass']} test(s) pass, {counts['fail']} "
+                f"fail, {counts['skip']} skipped"
+                + ("" if report.write else " (as this dry run's staging copy did)")
             )
         if report.unfinished:
             lines.append(

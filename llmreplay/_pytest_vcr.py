@@ -116,8 +116,13 @@ def vcr(request: pytest.FixtureRequest, record_mode: str) -> Iterator[Any]:
     if node.get_closest_marker("vcr") is None and node.get_closest_marker("llmreplay") is None:
         yield None
         return
+    from .pytest_plugin import optional_fixture
+
+    options = dict(optional_fixture(request, "vcr_config", {}))
+    for marker in reversed(list(node.iter_markers("vcr"))):
+        options.update(marker.kwargs)
     cassette = request.getfixturevalue("llm_cassette")
-    yield CassetteView(cassette, record_mode)
+    yield CassetteView(cassette, record_mode, bool(options.get("decode_compressed_response")))
 
 
 @pytest.fixture(autouse=True)

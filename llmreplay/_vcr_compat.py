@@ -59,10 +59,14 @@ _RENAMED = {
 # them; migrate reads the files they named); the plugin's summary names them.
 IGNORED = _IGNORED = {
     "serializer": "cassettes are msgpack files (llmreplay import-vcr converts YAML/JSON)",
-    "decode_compressed_response": "bodies are stored as sent; `llmreplay show` decodes them",
+    "decode_compressed_response": (
+        "bodies are stored as sent and the client decodes them, as under vcrpy; the `vcr` "
+        "fixture reads them decoded"
+    ),
     "path_transformer": "the plugin names cassette files itself",
     "cassette_library_dir": "use the llm_cassette_dir ini setting or vcr_cassette_dir",
     "persister": "cassettes are saved atomically by llmreplay",
+    "func_path_generator": "the plugin names cassette files itself",
 }
 # vcrpy's match_on when a cassette names none (vcr.config.VCR.__init__).
 VCR_DEFAULT_MATCH_ON = ("method", "scheme", "host", "port", "path", "query")
@@ -72,6 +76,31 @@ _REFUSED = {
         "it patches further HTTP clients for vcrpy; llmreplay captures httpx2, httpx, "
         "aiohttp, requests and urllib3 itself: remove the option (what it patched is "
         "captured) or, for another client, send through one of those"
+    ),
+    "skip_patchers": (
+        "llmreplay captures its stacks itself, in one place per stack: remove the option; "
+        "for traffic to leave uncaptured, use ignore_hosts"
+    ),
+    "inject_cassette": (
+        "the test asks for the cassette instead: the `vcr` fixture (a view of it), or "
+        "`llm_cassette`; remove the option"
+    ),
+    "drop_unused_requests": (
+        "`llmreplay prune` removes the interactions the last run did not play; remove the option"
+    ),
+    "filter_sensitive_data": (
+        "llmreplay scrubs credentials itself, and filter_headers / filter_query_parameters "
+        "/ filter_post_data_parameters or a before_record_response hook replace other "
+        "values: move the replacements there"
+    ),
+    "filter_nested_post_data_parameters": (
+        "filter_post_data_parameters names top-level fields; for nested ones use a "
+        "before_record_request hook"
+    ),
+    "before_save_interaction": "use before_record_response (and before_record_request)",
+    "after_load_interaction": (
+        "a recording is played as it was saved; to match what varies, use "
+        "@pytest.mark.llmreplay(normalise=[...])"
     ),
 }
 
@@ -261,27 +290,39 @@ def matches(functions: Iterable[Callable[..., Any]], view: RequestView, item: In
     return True
 
 
-def _response_dict(item: Interaction) -> dict[str, Any]:
+def _response_dict(item: Interaction, decode: bool = False) -> dict[str, Any]:
+    """A recorded response as vcrpy's cassette holds it; with ``decode`` (vcrpy's
+    ``decode_compressed_response``) its body without ``content-encoding``, as vcrpy
+    stored it."""
+    body, pairs = item.response.content, list(item.response.headers)
+    encoded = any(k.lower() == "content-encoding" for k, _ in pairs)
+    if decode and encoded:
+        from ._inspect import decoded
+
+        body = decoded(body, pairs)
+        pairs = [(k, v) for k, v in pairs if k.lower() != "content-encoding"]
+        pairs = [(k, str(len(body)) if k.lower() == "content-length" else v) for k, v in pairs]
     headers: dict[str, list[str]] = {}
-    for name, value in item.response.headers:
+    for name, value in pairs:
         headers.setdefault(name, []).append(value)
     return {
         "status": {"code": item.response.status, "message": ""},
         "headers": headers,
-        "body": {"string": item.response.content},
+        "body": {"string": body},
     }
 
 
 class CassetteView:
     """The test's cassette as vcrpy's ``Cassette`` reads (the ``vcr`` fixture)."""
 
-    def __init__(self, cassette: Cassette, record_mode: str) -> None:
+    def __init__(self, cassette: Cassette, record_mode: str, decode: bool = False) -> None:
         self._cassette = cassette
         self.record_mode = record_mode
+        self._decode = decode  # decode_compressed_response: bodies read decoded, as vcrpy's
 
     @property
     def data(self) -> list[tuple[VcrRequest, dict[str, Any]]]:
-        return [(VcrRequest.of_recorded(i), _response_dict(i)) for i in self._items()]
+        return [(VcrRequest.of_recorded(i), _response_dict(i, self._decode)) for i in self._items()]
 
     def _items(self) -> list[Interaction]:
         return self._cassette.in_file_order()
@@ -292,7 +333,7 @@ class CassetteView:
 
     @property
     def responses(self) -> list[dict[str, Any]]:
-        return [_response_dict(item) for item in self._items()]
+        return [_response_dict(item, self._decode) for item in self._items()]
 
     @property
     def play_counts(self) -> Counter[int]:
@@ -314,7 +355,7 @@ class CassetteView:
 
     def responses_of(self, request: VcrRequest) -> list[dict[str, Any]]:
         return [
-            _response_dict(item)
+            _response_dict(item, self._decode)
             for item in self._items()
             if item.request.method == request.method and item.request.url == request.uri
         ]

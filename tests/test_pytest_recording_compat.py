@@ -5,6 +5,7 @@ pytest-recording user writes it, against the loopback server."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -549,3 +550,69 @@ def test_options_without_effect_are_named_in_the_summary(
             "serializer (cassettes are msgpack files*"
         ]
     )
+
+
+def test_every_vcrpy_option_is_mapped_ignored_or_refused_by_its_name() -> None:
+    """Each option of the installed vcrpy (its ``VCR`` and ``use_cassette`` arguments) is
+    honoured, named in the summary as without effect, or refused with its own reason:
+    never the catch-all error meant for names vcrpy does not have."""
+    import inspect
+
+    import vcr
+
+    from llmreplay._errors import ConfigError
+    from llmreplay._vcr_compat import _IGNORED, _REFUSED, cassette_options
+
+    names = set(inspect.signature(vcr.VCR.__init__).parameters) - {"self"}
+    names |= {"persister", "additional_matchers", "allow_playback_repeats", "allowed_hosts"}
+    samples: dict[str, Any] = {"record_mode": "none", "match_on": ["method"],
+                               "additional_matchers": ["body"], "before_record_request": None,
+                               "before_record_response": None, "before_record": None}  # fmt: skip
+    for name in sorted(names):
+        value = samples.get(name, ())
+        if name in ("before_record_request", "before_record"):
+            value = lambda request: request  # noqa: E731
+        ignored: set[str] = set()
+        if name in _REFUSED:
+            with pytest.raises(ConfigError) as refused:
+                cassette_options({name: value}, "vcr_config", ignored=ignored)
+            assert name in str(refused.value) and _REFUSED[name] in str(refused.value)
+            continue
+        cassette_options({name: value}, "vcr_config", ignored=ignored)  # no catch-all error
+        assert (name in ignored) == (name in _IGNORED), name
+    with pytest.raises(ConfigError, match="llmreplay maps record_mode"):
+        cassette_options({"not_a_vcrpy_option": 1}, "vcr_config")
+
+
+def test_the_vcr_view_reads_bodies_decoded_under_decode_compressed_response(
+    pytester: pytest.Pytester, upstream: LoopbackServer
+) -> None:
+    """The server gzips its answers; with decode_compressed_response the ``vcr`` fixture's
+    responses hold the plain body and no content-encoding, as vcrpy's cassette does, and
+    without it the body as it came."""
+    pytester.makepyfile(
+        test_view="""
+        import gzip
+        import json
+
+        import pytest
+        import app
+
+        @pytest.mark.vcr(decode_compressed_response=True)
+        def test_decoded(vcr):
+            app.ask("zipped")
+            (response,) = vcr.responses
+            assert "content-encoding" not in {k.lower() for k in response["headers"]}
+            assert json.loads(response["body"]["string"])["choices"]
+
+        @pytest.mark.vcr
+        def test_as_sent(vcr):
+            app.ask("zipped")
+            (response,) = vcr.responses
+            assert response["headers"]["content-encoding"] == ["gzip"]
+            assert json.loads(gzip.decompress(response["body"]["string"]))["choices"]
+        """
+    )
+    pytester.runpytest("--record-mode=all").assert_outcomes(passed=2)
+    pytester.runpytest("--record-mode=none").assert_outcomes(passed=2)
+    assert all(seen.headers.get("accept-encoding") for seen in upstream.requests)
