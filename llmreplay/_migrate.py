@@ -425,6 +425,14 @@ def _notes(rows: list[dict[str, Any]], modules: list[Path]) -> list[str]:
             "and each run's llmreplay summary names them: remove them from the markers and "
             "vcr_config once pytest-recording is gone"
         )
+    persisters = sorted({p for row in rows for p in row.get("persisters", ())})
+    if persisters:
+        notes.append(
+            f"the project registers a vcrpy persister ({', '.join(persisters)}): migrate "
+            "reads cassettes from files only, so a test whose recording that persister keeps "
+            "elsewhere is listed without a cassette; write those out as YAML with vcrpy's "
+            "default persister first, or record them again under llmreplay (--llm-mode=record)"
+        )
     direct = [str(p) for p in modules if "use_cassette(" in p.read_text("utf-8")]
     if direct:
         notes.append(

@@ -111,6 +111,11 @@ def _shim(config: pytest.Config) -> Any:
     return made
 
 
+def _named(thing: Any) -> str:
+    name = getattr(thing, "__qualname__", None) or type(thing).__qualname__
+    return f"{getattr(thing, '__module__', '?')}.{name}"
+
+
 def _probe(request: pytest.FixtureRequest) -> dict[str, Any]:
     from ._names import cassette_file
     from .pytest_plugin import cassette_dir, cassette_path, project_cassette_name, project_root
@@ -157,6 +162,7 @@ def _probe(request: pytest.FixtureRequest) -> dict[str, Any]:
         "own_vcr_dir": own_dir,
         "own_vcr_config": own_config,
         "options": sorted(merged),
+        "persisters": [_named(p) for p in _shim(request.config).persisters],
         "match_on": None if match_on is None else [_part(p) for p in match_on],
         "serializer": serializer,
         "own": _cassette(source, target, serializer, request.config) if marked else None,

@@ -67,6 +67,10 @@ IGNORED = _IGNORED = {
     "cassette_library_dir": "use the llm_cassette_dir ini setting or vcr_cassette_dir",
     "persister": "cassettes are saved atomically by llmreplay",
     "func_path_generator": "the plugin names cassette files itself",
+    "register_persister": (
+        "cassettes are msgpack files llmreplay saves itself; the persister's store is "
+        "not read (llmreplay migrate says how to move its recordings)"
+    ),
 }
 # vcrpy's match_on when a cassette names none (vcr.config.VCR.__init__).
 VCR_DEFAULT_MATCH_ON = ("method", "scheme", "host", "port", "path", "query")

@@ -446,6 +446,8 @@ def _vcr_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
     shim = _pytest_vcr.shim(request.config)
     raw_config = dict(optional_fixture(request, "vcr_config", {}))
     ignored = request.config.stash[_SETTINGS].setdefault("vcr_ignored", set())
+    if shim.persisters:  # vcr.register_persister(...) in pytest_recording_configure
+        ignored.add("register_persister")
     config, config_mode = cassette_options(raw_config, "vcr_config", shim.matchers, ignored)
     markers = list(request.node.iter_markers("vcr"))  # the closest first
     merged: dict[str, Any] = {}

@@ -32,7 +32,7 @@ import yaml
 import llmreplay
 from llmreplay import _migrate_markers, _migrate_probe
 from llmreplay._cli import main
-from llmreplay._migrate import judge, measure, migrate
+from llmreplay._migrate import _notes, judge, measure, migrate
 from llmreplay._migrate_report import Report, render
 from llmreplay._vcr import load_vcr
 
@@ -443,6 +443,31 @@ def test_a_project_serializer_registered_as_yaml_reads_its_cassettes(
     row = _rows(tmp_path / "probe.jsonl")["tests/test_x.py::test_a"]
     assert row["serializer"] == "yaml" and "error" not in row["own"], row
     assert row["own"]["interactions"] == 1
+
+
+def test_a_project_persister_is_named_with_what_to_do(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A persister keeps recordings where migrate does not read: the report names it and
+    says how to move them, rather than only listing its tests as never recorded."""
+    tests = pytester.path / "tests"
+    tests.mkdir()
+    (tests / "conftest.py").write_text(
+        "class SQLitePersister:\n    pass\n\n\n"
+        "def pytest_recording_configure(config, vcr):\n"
+        "    vcr.register_persister(SQLitePersister)\n"
+    )
+    (tests / "test_x.py").write_text("import pytest\n\n@pytest.mark.vcr\ndef test_a():\n    pass\n")
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    monkeypatch.setenv(_migrate_probe.PROBE, str(tmp_path / "probe.jsonl"))
+    monkeypatch.setenv(_migrate_probe.STAGE, str(stage))
+    pytester.runpytest_inprocess("tests", "-p", "llmreplay._migrate_probe", "-p", "no:randomly",
+                                 "--record-mode=none")  # fmt: skip
+    rows = list(_rows(tmp_path / "probe.jsonl").values())
+    assert rows[0]["persisters"] == ["conftest.SQLitePersister"] and rows[0]["own"]["missing"]
+    (note,) = [n for n in _notes(rows, []) if "persister" in n]
+    assert "conftest.SQLitePersister" in note and "--llm-mode=record" in note
 
 
 def test_the_probe_follows_a_project_default_cassette_name(

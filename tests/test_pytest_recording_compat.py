@@ -530,6 +530,12 @@ def test_options_without_effect_are_named_in_the_summary(
         @pytest.fixture
         def vcr_config():
             return {"decode_compressed_response": True}
+
+        class SQLitePersister:
+            pass
+
+        def pytest_recording_configure(config, vcr):
+            vcr.register_persister(SQLitePersister)
         """
     )
     pytester.makepyfile(
@@ -547,6 +553,7 @@ def test_options_without_effect_are_named_in_the_summary(
     result.stdout.fnmatch_lines(
         [
             "vcrpy options with no effect under llmreplay: decode_compressed_response (*"
+            "register_persister (*the persister's store is not read*"
             "serializer (cassettes are msgpack files*"
         ]
     )
