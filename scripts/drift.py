@@ -9,7 +9,7 @@ index, the version tested, pass/fail per behaviour, and what changed. A behaviou
 passes with the lock and fails with the newest release is a regression: the exit status is
 1. A newest release outside the claimed range (openai 4.0, say) is named, not tested.
 
-``--readme`` writes the table into README.md between the ``drift:begin``/``drift:end``
+``--readme`` writes the table into docs/development.md between the ``drift:begin``/``drift:end``
 markers, with the date; ``.ci/run`` runs this without gating on it (a third-party release
 must not block a landing) and prints the table into the CI log.
 """
@@ -253,11 +253,11 @@ def table(results: Iterable[Result], when: str) -> str:
 
 
 def write_readme(text: str) -> None:
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "development.md"
     body = readme.read_text()
     start, end = "<!-- drift:begin -->", "<!-- drift:end -->"
     if start not in body or end not in body:
-        sys.exit("drift: README.md has no drift:begin/drift:end markers")
+        sys.exit("drift: docs/development.md has no drift:begin/drift:end markers")
     before, rest = body.split(start, 1)
     after = rest.split(end, 1)[1]
     readme.write_text(f"{before}{start}\n{text}\n{end}{after}")
@@ -267,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     names = [t.name for t in TARGETS]
     parser.add_argument("--only", nargs="+", metavar="NAME", help="some of: " + ", ".join(names))
-    parser.add_argument("--readme", action="store_true", help="write the table into README.md")
+    parser.add_argument(
+        "--readme", action="store_true", help="write the table into docs/development.md"
+    )
     args = parser.parse_args(argv)
     targets = TARGETS
     if args.only:

@@ -489,7 +489,7 @@ async def test_without_a_virtual_clock_the_waits_are_real(recorded: Path) -> Non
 def test_the_readme_retry_example_fails_the_wrong_loop(
     pytester: pytest.Pytester, upstream: LoopbackServer
 ) -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "faults.md").read_text()
     (block,) = [
         b
         for b in re.findall(r"```python\n(.*?)```", readme, re.S)

@@ -585,7 +585,7 @@ def test_stale_counts_only_tests_whose_recording_was_converted() -> None:
 
 
 def test_every_row_of_the_readme_s_pytest_recording_table_names_a_test_that_exists() -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "migrating.md").read_text()
     section = readme.split("## Coming from pytest-recording", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
     defined = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
@@ -596,6 +596,6 @@ def test_every_row_of_the_readme_s_pytest_recording_table_names_a_test_that_exis
         assert names or "the same" in cells[-1], row
         for name in names:
             prefix = name.rstrip("…")
-            assert f"def {prefix}" in defined, f"{name} in the README names no test"
+            assert f"def {prefix}" in defined, f"{name} in docs/migrating.md names no test"
             cited += 1
     assert cited >= 20

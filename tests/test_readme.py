@@ -42,3 +42,15 @@ def test_every_install_in_ci_is_locked() -> None:
             assert all(
                 re.match(r"[\w.-]+==\S+", pin) for pin in pins if pin and not pin.startswith(" ")
             ), lock
+
+
+def test_the_readme_is_a_first_read_and_points_to_every_page() -> None:
+    """A newcomer's ten minutes: at most 250 lines, and every page of the documentation
+    site (docs/, built strictly by .ci/run) is named in its table."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    table = text.split("## Where the rest is", 1)[1]
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md") if p.name != "index.md")
+    assert pages and [p for p in pages if f"(docs/{p})" not in table] == []
+    for heading in ("## Install", "## Record, then replay", "## Modes", "## Fixtures and marker"):
+        assert heading in text

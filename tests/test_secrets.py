@@ -29,7 +29,7 @@ from tests.helpers import close, collect, fake_key, resolve
 from tests.server import LoopbackServer, session_cookie
 
 pytestmark = pytest.mark.anyio
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "safety.md"
 
 
 def _secret(tag: str) -> str:

@@ -607,11 +607,11 @@ def test_a_signal_during_a_recording_leaves_a_loadable_cassette(
 
 
 def _readme_block(first_line: str) -> str:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "serve.md").read_text()
     for block in re.findall(r"```python\n(.*?)```", text, re.S):
         if block.startswith(first_line):
             return str(block)
-    raise AssertionError(f"no README block starting {first_line!r}")
+    raise AssertionError(f"no docs/serve.md block starting {first_line!r}")
 
 
 PROXY_CONFTEST = """
@@ -695,7 +695,7 @@ def test_the_readme_compose_service_is_a_valid_serve_invocation() -> None:
 
     from llmreplay._cli import _parser
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "serve.md").read_text()
     (block,) = re.findall(r"```yaml\n(services:.*?)```", text, re.S)
     services = yaml.safe_load(block)["services"]
     shell, flag, script = shlex.split(services["llm"]["command"])
